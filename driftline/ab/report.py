@@ -1,0 +1,181 @@
+"""Per-experiment, per-arm A/B statistics, updated one result or labeled message at a time.
+
+Per arm: traffic and its share, feedback count and mean score, and, over inferences with
+feedback, realized accuracy (predicted label vs the thresholded mean feedback) and the Brier
+score (prediction - mean feedback)^2. Between the first two arms that get traffic, an mSPRT
+(`MixtureSPRT`) on the per-score reward 1 - |label - feedback| gives an always-valid p-value,
+a confidence sequence and a decision that can be read after every event.
+
+A `Labeled` message carries all feedback of its inference so far, so an update replaces the
+inference's earlier contribution, and a re-delivered message (no new feedback) changes nothing.
+Inference ids are remembered for `horizon` seconds of event time (the feedback flow's
+time-to-live), which bounds memory and lets re-delivered results count once.
+
+Example
+-------
+>>> import uuid
+>>> from driftline.topics import utc_now
+>>> def result(arm):
+...     return InferenceResult(inference_id=uuid.uuid4(), created_at=utc_now(), data="x",
+...                            experiment="exp", arm=arm, prediction=0.9, label=1,
+...                            scored_at=utc_now())
+>>> stats = ExperimentStats("exp", threshold=0.5, horizon=3600.0)
+>>> for arm in "AAB":
+...     _ = stats.on_result(result(arm))
+>>> [(a.arm, a.traffic, round(a.share, 2)) for a in stats.report().arms]
+[('A', 2, 0.67), ('B', 1, 0.33)]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Self
+
+from driftline.ab.sequential import MixtureSPRT
+from driftline.topics import ABReport, ArmStats, InferenceResult, Labeled, ModelRef, SequentialTest
+
+__all__ = ["ExperimentStats"]
+
+
+@dataclass
+class _Arm:
+    model: ModelRef | None = None
+    traffic: int = 0
+    feedback_count: int = 0
+    feedback_sum: float = 0.0
+    labeled: int = 0
+    """Inferences with at least one feedback score."""
+    correct: float = 0.0
+    brier: float = 0.0
+
+    def stats(self, name: str, total: int) -> ArmStats:
+        return ArmStats(
+            arm=name,
+            model=self.model,
+            traffic=self.traffic,
+            share=self.traffic / total if total else None,
+            feedback_count=self.feedback_count,
+            mean_feedback=self.feedback_sum / self.feedback_count if self.feedback_count else None,
+            accuracy=self.correct / self.labeled if self.labeled else None,
+            brier=self.brier / self.labeled if self.labeled else None,
+        )
+
+
+class ExperimentStats:
+    """Running statistics of one experiment; `changed` says whether a new report is due."""
+
+    def __init__(self, experiment: str, threshold: float, horizon: float, alpha: float = 0.05):
+        self.experiment, self.threshold, self.horizon, self.alpha = (
+            experiment,
+            threshold,
+            horizon,
+            alpha,
+        )
+        self.arms: dict[str, _Arm] = {}
+        self.seen: dict[str, list] = {}
+        """inference id -> [arm, feedback scores counted, event time]."""
+        self.test: MixtureSPRT | None = None
+        self.latest = datetime.min.replace(tzinfo=UTC)
+        self.changed = False
+
+    def on_result(self, result: InferenceResult) -> Self:
+        key = str(result.inference_id)
+        if key in self.seen or result.arm is None or result.prediction is None:
+            return self
+        self._remember(key, result.arm, result.created_at)
+        arm = self._arm(result.arm)
+        arm.traffic += 1
+        arm.model = result.model
+        return self
+
+    def on_labeled(self, labeled: Labeled) -> Self:
+        if labeled.arm is None:
+            return self
+        key = str(labeled.inference_id)
+        if key not in self.seen:  # its result was not seen here (yet): count the feedback anyway
+            self._remember(key, labeled.arm, labeled.created_at)
+        entry = self.seen[key]
+        counted, scores = entry[1], labeled.feedback
+        if len(scores) <= counted:
+            return self  # re-delivered
+        arm = self._arm(labeled.arm)
+        if counted:
+            self._score(arm, labeled, scores[:counted], sign=-1.0)
+        else:
+            arm.labeled += 1
+        self._score(arm, labeled, scores, sign=1.0)
+        for score in scores[counted:]:
+            arm.feedback_count += 1
+            arm.feedback_sum += score
+            if self.test is not None and labeled.arm in (self.test.arm_a, self.test.arm_b):
+                self.test.update(labeled.arm, 1.0 - abs(labeled.label - score))
+        entry[1] = len(scores)
+        self.latest = max(self.latest, labeled.updated_at)
+        self.changed = True
+        return self
+
+    def _score(self, arm: _Arm, labeled: Labeled, scores: list[float], sign: float) -> None:
+        mean = sum(scores) / len(scores)
+        arm.correct += sign * float(labeled.label == int(mean >= self.threshold))
+        arm.brier += sign * (labeled.prediction - mean) ** 2
+
+    def _arm(self, name: str) -> _Arm:
+        if name not in self.arms:
+            self.arms[name] = _Arm()
+            if len(self.arms) == 2:
+                first, second = self.arms
+                self.test = MixtureSPRT(arm_a=first, arm_b=second, alpha=self.alpha)
+        return self.arms[name]
+
+    def _remember(self, key: str, arm: str, at: datetime) -> None:
+        self.seen[key] = [arm, 0, at.timestamp()]
+        self.latest = max(self.latest, at)
+        self.changed = True
+        cutoff = self.latest.timestamp() - self.horizon
+        if len(self.seen) % 1024 == 0:  # amortised pruning of ids past the horizon
+            self.seen = {k: v for k, v in self.seen.items() if v[2] >= cutoff}
+
+    def report(self) -> ABReport:
+        """The current report; `emitted_at` is the newest event time it covers, so a replay
+        after a crash re-emits the same key and the lake stores it once."""
+        self.changed = False
+        total = sum(a.traffic for a in self.arms.values())
+        test = None
+        if self.test is not None:
+            r = self.test.result()
+            test = SequentialTest(
+                arm_a=r.arm_a,
+                arm_b=r.arm_b,
+                p_value=r.p_value,
+                difference=r.difference,
+                ci_lower=r.ci_lower,
+                ci_upper=r.ci_upper,
+                decision=r.decision,
+            )
+        return ABReport(
+            experiment=self.experiment,
+            emitted_at=self.latest,
+            arms=[arm.stats(name, total) for name, arm in self.arms.items()],
+            test=test,
+        )
+
+    def to_state(self) -> dict[str, Any]:
+        """A deep copy as builtins (and frozen messages), for Bytewax snapshots."""
+        return {
+            "params": (self.experiment, self.threshold, self.horizon, self.alpha),
+            "arms": {name: dict(vars(arm)) for name, arm in self.arms.items()},
+            "seen": {k: list(v) for k, v in self.seen.items()},
+            "test": self.test.to_state() if self.test is not None else None,
+            "latest": self.latest,
+            "changed": self.changed,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Self:
+        stats = cls(*state["params"])
+        stats.arms = {name: _Arm(**values) for name, values in state["arms"].items()}
+        stats.seen = {k: list(v) for k, v in state["seen"].items()}
+        stats.test = MixtureSPRT.from_state(state["test"]) if state["test"] else None
+        stats.latest, stats.changed = state["latest"], state["changed"]
+        return stats

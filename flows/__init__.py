@@ -1,0 +1,1 @@
+"""Bytewax dataflows; run one with `python -m bytewax.run flows.<name>:flow`."""

@@ -1,0 +1,96 @@
+"""A/B flow: `inference.results` + `inference.labeled` -> per-experiment reports -> `monitoring.ab`.
+
+    python -m bytewax.run flows.ab:flow
+
+Keyed by experiment. Each experiment's `ExperimentStats` (traffic share, feedback, realized
+accuracy, Brier score and an always-valid mSPRT between arms) is updated per message, and a
+report is emitted when something changed, at most every `DRIFTLINE_AB_REPORT_SECONDS` of
+processing time per experiment; a timer emits the last change of a quiet period. The state is
+snapshotted by Bytewax recovery; a report replayed after a crash carries the same `emitted_at`
+(the newest event time it covers), so the lake writer stores it once.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow
+from bytewax.operators import StatefulLogic
+
+from driftline import logs, settings
+from driftline.ab.report import ExperimentStats
+from driftline.settings import Settings
+from driftline.topics import AB, LABELED, RESULTS, InferenceResult, Labeled
+from flows.wiring import Outgoing, Parsed, parse, publish, read, to_deadletter
+
+
+class ReportLogic(StatefulLogic[Parsed, Outgoing, dict[str, Any]]):
+    """One experiment's statistics, and when its next report may go out."""
+
+    def __init__(self, settings: Settings, resume: dict[str, Any] | None) -> None:
+        self.settings, self.every = settings, settings.ab_report_seconds
+        self.stats: ExperimentStats | None = None  # named after the first message's experiment
+        self.last_emit = 0.0
+        if resume is not None:
+            self.stats = ExperimentStats.from_state(resume["stats"])
+            self.last_emit = resume["last_emit"]
+
+    def on_item(self, value: Parsed) -> tuple[list[Outgoing], bool]:
+        message = value.message
+        if self.stats is None:
+            s = self.settings
+            self.stats = ExperimentStats(
+                str(experiment_of(value)), s.threshold, s.feedback_ttl_seconds, s.ab_alpha
+            )
+        if isinstance(message, InferenceResult):
+            self.stats.on_result(message)
+        else:
+            self.stats.on_labeled(message)
+        return self._due(time.time()), StatefulLogic.RETAIN
+
+    def on_notify(self) -> tuple[list[Outgoing], bool]:
+        return self._due(time.time()), StatefulLogic.RETAIN
+
+    def _due(self, now: float) -> list[Outgoing]:
+        if self.stats is None or not self.stats.changed or now < self.last_emit + self.every:
+            return []
+        self.last_emit = now
+        return [Outgoing(AB, self.stats.report())]
+
+    def notify_at(self) -> datetime | None:
+        if self.stats is None or not self.stats.changed:
+            return None
+        return datetime.fromtimestamp(self.last_emit + self.every, UTC)
+
+    def snapshot(self) -> dict[str, Any]:
+        assert self.stats is not None  # Bytewax snapshots a key only after an item
+        return {"stats": self.stats.to_state(), "last_emit": self.last_emit}
+
+
+def experiment_of(parsed: Parsed) -> str | None:
+    """Scored, routed, non-probe results and labeled messages of an experiment."""
+    message = parsed.message
+    if isinstance(message, Labeled):
+        return message.experiment
+    if message.probe or message.prediction is None:
+        return None
+    return message.experiment
+
+
+def build(settings: Settings) -> Dataflow:
+    flow = Dataflow("ab")
+    topics = [RESULTS, LABELED]
+    parsed, dead = parse("parse", read("in", flow, settings, topics), "ab", settings, topics)
+    routed = op.filter("routed", parsed, lambda p: experiment_of(p) is not None)
+    keyed = op.key_on("key", routed, lambda p: str(experiment_of(p)))
+    reports = op.stateful("report", keyed, lambda resume: ReportLogic(settings, resume))
+    out = op.map("unkey", reports, lambda kv: kv[1])
+    publish("out", op.merge("all", out, op.map("dead", dead, to_deadletter)), settings)
+    return flow
+
+
+logs.configure()
+flow = build(settings.load())

@@ -1,0 +1,202 @@
+"""Feedback flow: joins `inference.results` with `inference.feedback` -> `inference.labeled`.
+
+    python -m bytewax.run flows.feedback:flow
+
+Both topics are keyed by `inference_id`, so a result and its feedback meet in one partition, and
+the join is a keyed stateful step. Per inference id it holds:
+
+- the result, for `DRIFTLINE_FEEDBACK_TTL_SECONDS` after it arrived (bounded memory);
+- feedback that arrives before its result, for the same time-to-live after the first one;
+- the ids of the feedback counted, so a re-delivered message (same `feedback_id`) counts once.
+
+Each time new feedback meets its result, a `Labeled` message carries all feedback so far (in
+arrival order) and its mean. Feedback whose result does not arrive within the time-to-live (an
+unknown id, or one whose result already expired) goes to `deadletter` with the reason.
+
+The time-to-live runs on processing time (wall clock, so it continues across a restart): feedback
+is a reaction to an answer that was just served, and event time on the feedback topic need not
+advance at all when traffic is quiet. Readiness probes and results without a prediction are
+ignored. State is snapshotted by Bytewax recovery, so after a `kill -9` a replayed feedback
+message is recognised by its id and nothing is counted twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any, Self
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow
+from bytewax.operators import StatefulLogic
+
+from driftline import logs, settings
+from driftline.settings import Settings
+from driftline.topics import (
+    FEEDBACK,
+    LABELED,
+    RESULTS,
+    DeadLetter,
+    Feedback,
+    InferenceResult,
+    Labeled,
+)
+from flows.wiring import Outgoing, Parsed, parse, publish, read, to_deadletter
+
+log = logging.getLogger(__name__)
+
+EXPIRED = "no result for this inference id within the feedback time-to-live (unknown or expired)"
+
+
+class InferenceJoin:
+    """The join state of one inference id; pure, driven by processing times in seconds.
+
+    >>> from driftline.topics import utc_now
+    >>> import uuid
+    >>> fb = Feedback(
+    ...     feedback_id=uuid.uuid4(), inference_id=uuid.uuid4(), feedback=1.0, created_at=utc_now()
+    ... )
+    >>> join = InferenceJoin(ttl=60.0)
+    >>> join.on_feedback(Parsed(fb, "inference.feedback", 0, 7), now=0.0)   # early: held
+    []
+    >>> join.expire(now=61.0)[0].message.reason.startswith("no result")
+    True
+    """
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self.result: InferenceResult | None = None
+        self.feedback: list[Parsed[Feedback]] = []
+        self.deadline: float | None = None
+
+    def on_result(self, result: InferenceResult, now: float) -> list[Outgoing]:
+        """Keep the first copy of the result; feedback held for it is joined now."""
+        if self.result is not None:
+            return []
+        self.result = result
+        self.deadline = now + self.ttl
+        return [self._labeled()] if self.feedback else []
+
+    def on_feedback(self, parsed: Parsed[Feedback], now: float) -> list[Outgoing]:
+        """Count a feedback id once; emit the joined row when the result is known."""
+        if any(p.message.feedback_id == parsed.message.feedback_id for p in self.feedback):
+            return []
+        self.feedback.append(parsed)
+        if self.deadline is None:
+            self.deadline = now + self.ttl
+        return [self._labeled()] if self.result is not None else []
+
+    def expire(self, now: float) -> list[Outgoing]:
+        """At the deadline: dead letters for feedback that never met a result. Then discard."""
+        if self.deadline is None or now < self.deadline or self.result is not None:
+            return []
+        return [to_deadletter(_dead(p)) for p in self.feedback]
+
+    def expired(self, now: float) -> bool:
+        return self.deadline is not None and now >= self.deadline
+
+    def _labeled(self) -> Outgoing:
+        assert self.result is not None
+        scores = [p.message.feedback for p in self.feedback]
+        updated_at = max(p.message.created_at for p in self.feedback)
+        return Outgoing(LABELED, labeled_of(self.result, scores, updated_at))
+
+    def to_state(self) -> dict[str, Any]:
+        """Immutable pieces only (frozen messages), for Bytewax snapshots."""
+        return {"result": self.result, "feedback": tuple(self.feedback), "deadline": self.deadline}
+
+    @classmethod
+    def from_state(cls, ttl: float, state: dict[str, Any] | None) -> Self:
+        join = cls(ttl)
+        if state is not None:
+            join.result, join.deadline = state["result"], state["deadline"]
+            join.feedback = list(state["feedback"])
+        return join
+
+
+def labeled_of(result: InferenceResult, scores: list[float], updated_at: datetime) -> Labeled:
+    """A scored result joined with its feedback scores (oldest first)."""
+    assert result.model is not None and result.prediction is not None
+    return Labeled(
+        inference_id=result.inference_id,
+        created_at=result.created_at,
+        experiment=result.experiment,
+        arm=result.arm,
+        model=result.model,
+        prediction=result.prediction,
+        label=result.label if result.label is not None else 0,
+        feedback=scores,
+        feedback_mean=min(1.0, max(0.0, sum(scores) / len(scores))),
+        updated_at=updated_at,
+    )
+
+
+def _dead(parsed: Parsed[Feedback]) -> DeadLetter:
+    return DeadLetter.of(
+        "feedback",
+        EXPIRED,
+        parsed.message.to_json(),
+        source_topic=parsed.topic,
+        partition=parsed.partition,
+        offset=parsed.offset,
+        key=str(parsed.message.inference_id).encode(),
+    )
+
+
+class JoinLogic(StatefulLogic[Parsed, Outgoing, dict[str, Any]]):
+    """Thin Bytewax wrapper: wall-clock now, a timer at the deadline, snapshot of the state."""
+
+    def __init__(self, ttl: float, resume: dict[str, Any] | None) -> None:
+        self.join = InferenceJoin.from_state(ttl, resume)
+
+    def on_item(self, value: Parsed) -> tuple[list[Outgoing], bool]:
+        now = time.time()
+        message = value.message
+        if isinstance(message, InferenceResult):
+            out = self.join.on_result(message, now)
+        else:
+            out = self.join.on_feedback(value, now)
+        return out, StatefulLogic.RETAIN
+
+    def on_notify(self) -> tuple[list[Outgoing], bool]:
+        now = time.time()
+        if not self.join.expired(now):
+            return [], StatefulLogic.RETAIN
+        out = self.join.expire(now)
+        if out:
+            log.info("feedback expired", extra={"count": len(out)})
+        return out, StatefulLogic.DISCARD
+
+    def notify_at(self) -> datetime | None:
+        deadline = self.join.deadline
+        return None if deadline is None else datetime.fromtimestamp(deadline, UTC)
+
+    def snapshot(self) -> dict[str, Any]:
+        return self.join.to_state()
+
+
+def joinable(parsed: Parsed) -> bool:
+    """Feedback always; results only when scored and not a readiness probe."""
+    message = parsed.message
+    if isinstance(message, InferenceResult):
+        return not message.probe and message.prediction is not None and message.model is not None
+    return True
+
+
+def build(settings: Settings) -> Dataflow:
+    flow = Dataflow("feedback")
+    topics = [RESULTS, FEEDBACK]
+    parsed, dead = parse("parse", read("in", flow, settings, topics), "feedback", settings, topics)
+    keyed = op.key_on(
+        "key", op.filter("joinable", parsed, joinable), lambda p: str(p.message.inference_id)
+    )
+    ttl = settings.feedback_ttl_seconds
+    joined = op.stateful("join", keyed, lambda resume: JoinLogic(ttl, resume))
+    out = op.map("unkey", joined, lambda kv: kv[1])
+    publish("out", op.merge("all", out, op.map("dead", dead, to_deadletter)), settings)
+    return flow
+
+
+logs.configure()
+flow = build(settings.load())

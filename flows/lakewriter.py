@@ -1,0 +1,123 @@
+"""Lake writer flow: results, feedback, monitoring reports and dead letters -> DuckLake.
+
+    python -m bytewax.run flows.lakewriter:flow
+
+Rows are collected per table until `DRIFTLINE_LAKE_BATCH_SIZE` rows or
+`DRIFTLINE_LAKE_BATCH_SECONDS` seconds, whichever comes first, then written in one commit. The
+writer de-duplicates on each table's key, so the replay after a crash (Bytewax recovery
+re-reads about one snapshot interval) never adds a row twice. All batches go through one sink
+partition: a SQLite catalog takes one committing process at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow
+from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
+
+import lakehouse
+from driftline import logs, settings
+from driftline.settings import Settings
+from driftline.topics import (
+    AB,
+    ALERTS,
+    DEADLETTER,
+    DRIFT,
+    FEEDBACK,
+    RESULTS,
+    DeadLetter,
+    InferenceResult,
+)
+from flows.wiring import Parsed, parse, publish, read, to_deadletter
+from lakehouse.tables import TABLE_FOR, TABLES, Row
+
+log = logging.getLogger(__name__)
+TOPICS = [RESULTS, FEEDBACK, DEADLETTER, DRIFT, AB, ALERTS]
+Batch = tuple[str, list[Row]]
+
+
+def to_row(parsed: Parsed) -> tuple[str, Row] | None:
+    """(table name, row) for a message worth keeping; None for probes and opted-out results."""
+    message = parsed.message
+    if isinstance(message, InferenceResult) and (message.probe or not message.log_to_lakehouse):
+        return None
+    table = TABLE_FOR[type(message)]
+    return table.name, table.row(message)
+
+
+class _LakePartition(StatefulSinkPartition[Batch, None]):
+    def __init__(self, settings: Settings) -> None:
+        self._con = lakehouse.connect(settings)
+
+    def write_batch(self, values: list[Batch]) -> None:
+        for table_name, rows in values:
+            written = lakehouse.write_rows(self._con, TABLES[table_name], rows)
+            log.info(
+                "batch written",
+                extra={"table": table_name, "rows": written, "duplicates": len(rows) - written},
+            )
+
+    def snapshot(self) -> None:
+        return None
+
+    def close(self) -> None:
+        self._con.close()
+
+
+class LakeSink(FixedPartitionedSink[Batch, None]):
+    """One partition, so exactly one worker commits to the catalog."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    def list_parts(self) -> list[str]:
+        return ["lake"]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _LakePartition:
+        return _LakePartition(self._settings)
+
+
+def _not_from_deadletter_topic(settings: Settings):
+    deadletter_topic = DEADLETTER.name(settings)
+
+    def keep(letter: DeadLetter) -> bool:
+        # An unreadable message *on* the dead-letter topic is only logged: re-publishing it
+        # there would loop forever.
+        return letter.source_topic != deadletter_topic
+
+    return keep
+
+
+def prepare_lake(settings: Settings) -> None:
+    """Create the lake, its tables and views before any data arrives, so readers can start."""
+    con = lakehouse.connect(settings)
+    try:
+        lakehouse.ensure_schema(con)
+    finally:
+        con.close()
+
+
+def build(settings: Settings) -> Dataflow:
+    prepare_lake(settings)
+    flow = Dataflow("lakewriter")
+    raw = read("in", flow, settings, TOPICS)
+    parsed, dead = parse("parse", raw, "lakewriter", settings, TOPICS)
+    rows = op.filter_map("to_row", parsed, to_row)
+    batches = op.collect(
+        "batch",
+        op.key_on("by_table", rows, lambda table_row: table_row[0]),
+        timeout=timedelta(seconds=settings.lake_batch_seconds),
+        max_size=settings.lake_batch_size,
+    )
+    tagged = op.map("tag", batches, lambda kv: ("lake", (kv[0], [row for _, row in kv[1]])))
+    op.output("lake", tagged, LakeSink(settings))
+    dead = op.filter("not_looping", dead, _not_from_deadletter_topic(settings))
+    publish("dead", op.map("dead_out", dead, to_deadletter), settings)
+    return flow
+
+
+logs.configure()
+flow = build(settings.load())

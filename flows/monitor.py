@@ -1,0 +1,225 @@
+"""Monitor flow: results + labeled feedback -> per-model sliding-window statistics and alerts.
+
+    python -m bytewax.run flows.monitor:flow     # or `driftline flow monitor` (recovery on)
+
+`inference.results` and `inference.labeled` -> `monitoring.drift` (one `DriftReport` per model
+version and window slide) and `monitoring.alerts`. Steps:
+
+1. `parse`: invalid messages become dead letters; probes and results with an error are skipped.
+2. `features`: per micro-batch, each model computes the feature rows of its results in one
+   call and calibrates their probabilities, once per event: no window emission re-embeds.
+3. `window`: keyed by `name/version`, a `ModelWindow` (flows/monitor_window.py) per model.
+
+Why a custom `StatefulBatchLogic` and not Bytewax's `SlidingWindower`: the windower hands each
+window its own list of events to fold, so every event would be folded into length/slide
+windows and every statistic rebuilt per window. One `ModelWindow` instead keeps one open window
+whose accumulators take an event in when it arrives and out when the window slides past it.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import bytewax.operators as op
+import numpy as np
+from bytewax.dataflow import Dataflow
+from bytewax.operators import StatefulBatchLogic
+
+from driftline import logs, settings
+from driftline.settings import Settings
+from driftline.stats.domain_classifier import Features
+from driftline.topics import (
+    ALERTS,
+    DRIFT,
+    LABELED,
+    RESULTS,
+    DeadLetter,
+    InferenceResult,
+    Labeled,
+    ModelRef,
+)
+from flows.monitor_window import Event, ModelWindow, Output, Reference, encode_row
+from flows.wiring import Outgoing, Parsed, parse, publish, read, to_deadletter
+
+log = logging.getLogger(__name__)
+FLOW = "monitor"
+
+ReferenceProvider = Callable[[str, str], Reference]
+"""(model name, version) -> the model's reference."""
+Featurizer = Callable[[str, str, list[str]], Features]
+"""(model name, version, texts) -> one feature row per text."""
+
+
+def model_key(model: ModelRef) -> str:
+    return f"{model.name}/{model.version}"
+
+
+def monitored(parsed: Parsed) -> bool:
+    """Labeled feedback, and results that carry a score (no probes, no errors)."""
+    m = parsed.message
+    if isinstance(m, Labeled):
+        return True
+    return bool(m.model is not None and m.prediction is not None and not m.probe and not m.error)
+
+
+def _letter(parsed: Parsed, reason: str) -> DeadLetter:
+    return DeadLetter.of(
+        FLOW,
+        reason,
+        parsed.message.to_json(),
+        source_topic=parsed.topic,
+        partition=parsed.partition,
+        offset=parsed.offset,
+    )
+
+
+class Enricher:
+    """Per micro-batch: feature rows and calibrated probabilities, one call per model."""
+
+    def __init__(self, references: ReferenceProvider, featurize: Featurizer) -> None:
+        self._references = references
+        self._featurize = featurize
+
+    def __call__(self, batch: Sequence[Parsed]) -> list[Parsed | Event | DeadLetter]:
+        out: list[Parsed | Event | DeadLetter] = []
+        by_model: dict[tuple[str, str], list[Parsed[InferenceResult]]] = {}
+        for parsed in batch:
+            if isinstance(parsed.message, Labeled):
+                out.append(parsed)
+            else:
+                by_model.setdefault((parsed.message.model.name, parsed.message.model.version), [])
+                by_model[parsed.message.model.name, parsed.message.model.version].append(parsed)
+        for (name, version), group in by_model.items():
+            try:
+                calibrator = self._references(name, version).calibrator
+                rows = self._featurize(name, version, [p.message.data for p in group])
+                p = np.array([g.message.prediction for g in group], dtype=np.float64)
+                calibrated = np.clip(calibrator.predict(p), 0.0, 1.0)
+            except Exception as exc:  # no reference for this version, say: keep going
+                log.exception("features failed", extra={"model": f"{name}/{version}"})
+                out += [_letter(g, f"monitor: {type(exc).__name__}: {exc}") for g in group]
+                continue
+            for i, g in enumerate(group):
+                r = g.message
+                out.append(
+                    Event(
+                        str(r.inference_id),
+                        r.created_at.timestamp(),
+                        float(r.prediction),
+                        float(calibrated[i]),
+                        int(r.label if r.label is not None else r.prediction >= r.threshold),
+                        encode_row(rows[i : i + 1]),
+                        origin=g,
+                    )
+                )
+        return out
+
+
+class WindowLogic(StatefulBatchLogic):
+    """Bytewax state of one model key: a `ModelWindow`, built on the first result or resumed.
+
+    Each micro-batch is applied feedback first, then results in event-time order: a batch
+    mixing partitions (a backlog after a restart, say) is in order before the watermark moves,
+    so only disorder across batches counts against the allowed lateness.
+    """
+
+    def __init__(
+        self,
+        references: ReferenceProvider,
+        config: Settings,
+        resume: dict[str, Any] | None,
+    ) -> None:
+        self._references = references
+        self._config = config
+        self.window: ModelWindow | None = None
+        if resume is not None:
+            reference = references(*resume["model"])
+            self.window = ModelWindow.from_state(resume, reference, config)
+
+    def _window(self, model: ModelRef) -> ModelWindow:
+        if self.window is None:
+            reference = self._references(model.name, model.version)
+            self.window = ModelWindow(model.name, model.version, reference, self._config)
+        return self.window
+
+    def on_batch(self, values: list[Parsed | Event]) -> tuple[Iterable[Outgoing], bool]:
+        results = sorted((v for v in values if isinstance(v, Event)), key=lambda e: e.time)
+        out: list[Outgoing] = []
+        for value in [v for v in values if not isinstance(v, Event)] + results:
+            out += self._apply(value)
+        return out, StatefulBatchLogic.DISCARD if self.window is None else StatefulBatchLogic.RETAIN
+
+    def _apply(self, value: Parsed | Event) -> list[Outgoing]:
+        if isinstance(value, Event):
+            out = self._window(value.origin.message.model).add_result(value)
+            if out.rejected is not None:
+                return [to_deadletter(_letter(value.origin, out.rejected))]
+        elif self.window is None:
+            # Feedback before this model's first result: no window is open that it could
+            # update (and no reference needs loading for it).
+            return []
+        else:
+            out = self.window.add_labeled(value.message)
+        return _outgoing(out)
+
+    def snapshot(self) -> dict[str, Any] | None:
+        return None if self.window is None else self.window.to_state()
+
+
+def _outgoing(out: Output) -> list[Outgoing]:
+    for report in out.reports:
+        log.info(
+            "drift report",
+            extra={
+                "model": model_key(report.model),
+                "window_end": report.window_end.isoformat(),
+                "n": report.n,
+                "ks_d": report.ks_d,
+                "domain_auc": report.domain_auc,
+            },
+        )
+    return [Outgoing(DRIFT, r) for r in out.reports] + [Outgoing(ALERTS, a) for a in out.alerts]
+
+
+def _key(item: Parsed | Event) -> str:
+    message = item.origin.message if isinstance(item, Event) else item.message
+    return model_key(message.model)
+
+
+def build(
+    s: Settings,
+    references: ReferenceProvider | None = None,
+    featurize: Featurizer | None = None,
+) -> Dataflow:
+    """The monitor dataflow; `references` and `featurize` default to the registered models'."""
+    if references is None:
+        from models.reference import load_reference
+
+        references = functools.partial(load_reference, s)
+    if featurize is None:
+        from models.serving import ModelCache
+
+        cache = ModelCache(s)
+
+        def featurize(name: str, version: str, texts: list[str]) -> Features:
+            return cache.get_version(name, version).features(texts)
+
+    flow = Dataflow(FLOW)
+    raw = read("in", flow, s, [RESULTS, LABELED])
+    parsed, dead = parse("parse", raw, FLOW, s, [RESULTS, LABELED])
+    wanted = op.filter("monitored", parsed, monitored)
+    enriched = op.flat_map_batch("features", wanted, Enricher(references, featurize))
+    split = op.branch("enriched", enriched, lambda x: isinstance(x, DeadLetter))
+    keyed = op.key_on("by_model", split.falses, _key)
+    windows = op.stateful_batch("window", keyed, lambda resume: WindowLogic(references, s, resume))
+    outputs = op.map("unkey", windows, lambda kv: kv[1])
+    letters = op.map("dead", op.merge("letters", dead, split.trues), to_deadletter)
+    publish("out", op.merge("all", outputs, letters), s)
+    return flow
+
+
+logs.configure()
+flow = build(settings.load())

@@ -1,0 +1,151 @@
+"""The Kafka plumbing every flow shares: read topics, parse or dead-letter, publish.
+
+A flow is written as a few named steps between `read` and `publish`:
+
+    raw = read("in", flow, settings, [REQUESTS])
+    parsed, dead = parse("parse", raw, "inference")
+    ...
+    publish("out", op.merge("all", outputs, dead), settings)
+
+Anything that cannot be parsed or validated becomes a `DeadLetter` with the reason and the
+original bytes, and the flow goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import bytewax.operators as op
+from bytewax.connectors.kafka import KafkaError, KafkaSink, KafkaSinkMessage, KafkaSourceMessage
+from bytewax.connectors.kafka import operators as kop
+from bytewax.dataflow import Dataflow, Stream
+from pydantic import ValidationError
+
+from driftline.kafka import producer_config
+from driftline.settings import Settings
+from driftline.topics import DEADLETTER, DeadLetter, Message, Topic, decode, message_key
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=Message)
+Raw = KafkaSourceMessage[bytes | None, bytes | None]
+
+
+@dataclass(frozen=True)
+class Parsed(Generic[M]):
+    """A valid message and where it came from."""
+
+    message: M
+    topic: str
+    partition: int | None
+    offset: int | None
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A message to publish on a topic."""
+
+    topic: Topic
+    message: Message
+
+
+def read(step_id: str, flow: Dataflow, settings: Settings, topics: list[Topic]) -> Stream[Raw]:
+    """Raw messages from `topics`; consumer errors are logged (they carry no message)."""
+    out = kop.input(
+        step_id,
+        flow,
+        brokers=settings.broker_list,
+        topics=[t.name(settings) for t in topics],
+        batch_size=settings.flow_batch_size,
+    )
+    op.inspect(f"{step_id}_errors", out.errs, _log_consumer_error)
+    return out.oks
+
+
+def _log_consumer_error(step_id: str, error: KafkaError) -> None:
+    log.error("kafka consumer error", extra={"step": step_id, "error": str(error.err)})
+
+
+def dead_letter(flow_name: str, raw: Raw, reason: str) -> DeadLetter:
+    return DeadLetter.of(
+        flow_name,
+        reason,
+        raw.value,
+        source_topic=raw.topic,
+        partition=raw.partition,
+        offset=raw.offset,
+        key=raw.key,
+    )
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "invalid message: " + "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'message'}: {e['msg']}" for e in exc.errors()
+        )
+    return str(exc)
+
+
+def parse(
+    step_id: str,
+    up: Stream[Raw],
+    flow_name: str,
+    settings: Settings,
+    topics: list[Topic],
+) -> tuple[Stream[Parsed], Stream[DeadLetter]]:
+    """Split raw messages into parsed ones and dead letters (with the reason)."""
+    schemas = {t.name(settings): t.schema for t in topics}
+
+    def attempt(raw: Raw) -> Parsed | DeadLetter:
+        schema = schemas.get(raw.topic or "")
+        if schema is None:
+            return dead_letter(flow_name, raw, f"no schema for topic {raw.topic!r}")
+        try:
+            message = decode(schema, raw.value)
+        except ValueError as exc:  # ValidationError is a ValueError
+            return dead_letter(flow_name, raw, _reason(exc))
+        return Parsed(message, raw.topic or "", raw.partition, raw.offset)
+
+    branches = op.branch(
+        f"{step_id}_ok", op.map(step_id, up, attempt), lambda x: isinstance(x, Parsed)
+    )
+    dead = op.map(f"{step_id}_dead", branches.falses, _log_dead_letter)
+    return branches.trues, dead
+
+
+def _log_dead_letter(letter: DeadLetter) -> DeadLetter:
+    log.warning(
+        "dead letter",
+        extra={
+            "flow": letter.flow,
+            "topic": letter.source_topic,
+            "partition": letter.partition,
+            "offset": letter.offset,
+            "reason": letter.reason,
+        },
+    )
+    return letter
+
+
+def to_deadletter(letter: DeadLetter) -> Outgoing:
+    return Outgoing(DEADLETTER, letter)
+
+
+def publish(step_id: str, up: Stream[Outgoing], settings: Settings) -> None:
+    """Serialize and produce each outgoing message to its topic, keyed as the topic says."""
+
+    def serialize(out: Outgoing) -> KafkaSinkMessage[bytes, bytes]:
+        return KafkaSinkMessage(
+            key=message_key(out.topic, out.message),
+            value=out.message.to_json(),
+            topic=out.topic.name(settings),
+        )
+
+    config = {k: str(v) for k, v in producer_config(settings).items()}
+    op.output(
+        step_id,
+        op.map(f"{step_id}_serialize", up, serialize),
+        KafkaSink(settings.broker_list, None, add_config=config),
+    )

@@ -1,0 +1,251 @@
+"""The HTTP gateway: a thin FastAPI front over the Kafka topics.
+
+    POST  /inference              score a text (request-reply through the inference flow)
+    GET   /inference/{id}         a result, once known
+    PATCH /inference              feedback for an inference (accumulates)
+    GET   /experiments[/{name}]   A/B experiments (stored, plus the default one)
+    PUT   /experiments/{name}     create or replace an experiment; DELETE removes it
+    GET   /health, /ready, /docs
+
+The gateway owns no model: it publishes requests and waits for the inference flow's results,
+so it scales out as replicas and a slow model never blocks its event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+from uuid import UUID
+
+from fastapi import FastAPI, Request, Response, status
+from fastapi.responses import ORJSONResponse
+
+import lakehouse
+from driftline.ab import Experiment
+from driftline.ab.store import ExperimentStore, current, missing_models
+from driftline.settings import Settings
+from driftline.topics import FEEDBACK, REQUESTS, Feedback, InferenceRequest, InferenceResult
+from driftline.topics import utc_now as now
+from gateway.bridge import BrokerUnavailable, KafkaBridge
+from gateway.schemas import (
+    ExperimentIn,
+    FeedbackAccepted,
+    FeedbackIn,
+    InferenceIn,
+    InferenceOut,
+    Problem,
+)
+
+log = logging.getLogger(__name__)
+
+PROBE_TEXT = "driftline readiness probe"
+READY_CACHE_SECONDS = 2.0
+
+
+def problem(code: int, detail: str, inference_id: UUID | None = None) -> ORJSONResponse:
+    body = Problem(detail=detail, inference_id=inference_id).model_dump(mode="json")
+    return ORJSONResponse(body, status_code=code)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    bridge = KafkaBridge(settings)
+    experiments = ExperimentStore.of(settings)
+    ready_cache: dict[str, Any] = {"at": 0.0, "body": None}
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        bridge.start()
+        yield
+        await asyncio.to_thread(bridge.close)
+
+    app = FastAPI(
+        title="driftline gateway",
+        version="0.1.0",
+        default_response_class=ORJSONResponse,
+        lifespan=lifespan,
+    )
+
+    async def score(request: InferenceRequest, timeout: float) -> InferenceResult:
+        waiting = bridge.expect(request.inference_id)
+        try:
+            await bridge.publish(REQUESTS, request)
+            return await asyncio.wait_for(asyncio.shield(waiting), timeout)
+        finally:
+            bridge.forget(request.inference_id, waiting)
+
+    @app.post(
+        "/inference",
+        response_model=InferenceOut,
+        responses={503: {"model": Problem}, 504: {"model": Problem}},
+    )
+    async def post_inference(body: InferenceIn) -> Any:
+        request = InferenceRequest(
+            inference_id=uuid.uuid4(),
+            created_at=now(),
+            data=body.data,
+            subject=body.subject,
+            log_to_lakehouse=body.log_to_lakehouse,
+            experiment=body.experiment,
+            models=body.models,
+        )
+        named = body.experiment not in (None, settings.default_experiment)
+        if named and await asyncio.to_thread(experiments.get, body.experiment) is None:
+            return problem(404, f"no experiment {body.experiment!r}", request.inference_id)
+        try:
+            result = await score(request, settings.inference_timeout)
+        except BrokerUnavailable as exc:
+            return problem(503, str(exc), request.inference_id)
+        except TimeoutError:
+            return problem(
+                504,
+                f"no result within {settings.inference_timeout:g}s; "
+                "fetch it later with GET /inference/{inference_id}",
+                request.inference_id,
+            )
+        if result.error is not None:
+            return problem(503, f"could not score: {result.error}", request.inference_id)
+        return InferenceOut.from_result(result)
+
+    @app.get(
+        "/inference/{inference_id}",
+        response_model=InferenceOut,
+        responses={404: {"model": Problem}, 503: {"model": Problem}},
+    )
+    async def get_inference(inference_id: UUID) -> Any:
+        result = bridge.cache.get(inference_id)
+        if result is None:
+            found = await asyncio.to_thread(_from_lake, settings, inference_id)
+            if found is not None:
+                return found
+            return problem(404, "no result known for this inference id", inference_id)
+        if result.error is not None:
+            return problem(503, f"could not score: {result.error}", inference_id)
+        return InferenceOut.from_result(result)
+
+    @app.patch(
+        "/inference",
+        status_code=status.HTTP_202_ACCEPTED,
+        response_model=FeedbackAccepted,
+        responses={503: {"model": Problem}},
+    )
+    async def patch_inference(body: FeedbackIn) -> Any:
+        feedback = Feedback(
+            feedback_id=uuid.uuid4(),
+            inference_id=body.inference_id,
+            feedback=body.feedback,
+            created_at=now(),
+        )
+        try:
+            await bridge.publish(FEEDBACK, feedback)
+        except BrokerUnavailable as exc:
+            return problem(503, str(exc), body.inference_id)
+        return FeedbackAccepted(inference_id=body.inference_id, feedback_id=feedback.feedback_id)
+
+    @app.get("/experiments", response_model=list[Experiment])
+    async def list_experiments() -> Any:
+        """Stored experiments, and the default one as the inference flow serves it."""
+        found = await asyncio.to_thread(current, settings, experiments)
+        return list(found.values())
+
+    @app.get("/experiments/{name}", response_model=Experiment, responses={404: {"model": Problem}})
+    async def get_experiment(name: str) -> Any:
+        found = await asyncio.to_thread(current, settings, experiments)
+        if name not in found:
+            return problem(404, f"no experiment {name!r}")
+        return found[name]
+
+    @app.put("/experiments/{name}", response_model=Experiment, responses={422: {"model": Problem}})
+    async def put_experiment(name: str, body: ExperimentIn) -> Any:
+        """Create or replace; the inference flow routes by it within the refresh interval."""
+        try:
+            experiment = Experiment(name=name, **body.model_dump())
+        except ValueError as exc:
+            return problem(422, str(exc))
+        missing = await asyncio.to_thread(missing_models, settings, experiment)
+        if missing:
+            return problem(422, "; ".join(missing))
+        await asyncio.to_thread(experiments.put, experiment)
+        return experiment
+
+    @app.delete(
+        "/experiments/{name}",
+        status_code=204,
+        response_class=Response,
+        responses={404: {"model": Problem}},
+    )
+    async def delete_experiment(name: str) -> Response:
+        if not await asyncio.to_thread(experiments.delete, name):
+            return problem(404, f"no stored experiment {name!r}")
+        return Response(status_code=204)
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/ready", responses={503: {"description": "not ready, with the reason"}})
+    async def ready(request: Request) -> Any:
+        if time.monotonic() - ready_cache["at"] > READY_CACHE_SECONDS:
+            ready_cache["body"] = await _check_ready(bridge)
+            ready_cache["at"] = time.monotonic()
+        body = ready_cache["body"]
+        return ORJSONResponse(body, status_code=200 if body["ready"] else 503)
+
+    return app
+
+
+async def _check_ready(bridge: KafkaBridge) -> dict[str, Any]:
+    """Ready when the broker answers and the inference flow scores a probe end to end."""
+    if not await asyncio.to_thread(bridge.broker_reachable):
+        return {"ready": False, "broker": False, "inference_flow": False}
+    probe = InferenceRequest(
+        inference_id=uuid.uuid4(),
+        created_at=now(),
+        data=PROBE_TEXT,
+        log_to_lakehouse=False,
+        probe=True,
+    )
+    waiting = bridge.expect(probe.inference_id)
+    try:
+        await bridge.publish(REQUESTS, probe)
+        result = await asyncio.wait_for(asyncio.shield(waiting), 3.0)
+    except (BrokerUnavailable, TimeoutError) as exc:
+        return {"ready": False, "broker": True, "inference_flow": False, "reason": str(exc)}
+    finally:
+        bridge.forget(probe.inference_id, waiting)
+    body: dict[str, Any] = {"ready": result.error is None, "broker": True, "inference_flow": True}
+    if result.error is not None:
+        body["reason"] = result.error
+    else:
+        body["model"] = result.model.model_dump() if result.model else None
+    return body
+
+
+def _from_lake(settings: Settings, inference_id: UUID) -> InferenceOut | None:
+    """Look an older result up in the lake (read-only: safe beside the lake writer)."""
+    try:
+        con = lakehouse.connect(settings, read_only=True)
+    except Exception:  # no lake yet, or catalog unreadable: nothing to find there
+        log.debug("lake not readable", exc_info=True)
+        return None
+    try:
+        row = con.execute(
+            "SELECT inference_id, model_name, model_version, prediction, label, created_at "
+            "FROM lake.inferences WHERE inference_id = ? AND error IS NULL",
+            [str(inference_id)],
+        ).fetchone()
+    finally:
+        con.close()
+    if row is None:
+        return None
+    return InferenceOut(
+        inference_id=row[0],
+        model={"name": row[1], "version": row[2]},
+        prediction=row[3],
+        label=row[4],
+        created_at=row[5],
+    )

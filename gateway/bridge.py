@@ -1,0 +1,191 @@
+"""Request-reply over Kafka for the gateway: publish, then await the matching result.
+
+One producer publishes requests and feedback. One consumer reads *every* partition of the
+results topic with manual assignment (no consumer group: no join wait, and every gateway replica
+sees every result), starting at the end offsets found at start-up. A pending request is an
+`asyncio.Future` keyed by inference id, registered before the request is published, so a fast
+result cannot slip past it. Results seen recently are kept for `GET /inference/{id}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import OrderedDict
+from uuid import UUID
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+
+from driftline.kafka import consumer_config, producer_config
+from driftline.settings import Settings
+from driftline.topics import RESULTS, InferenceResult, Message, Topic, decode, message_key
+
+log = logging.getLogger(__name__)
+
+
+class BrokerUnavailable(RuntimeError):
+    """The broker did not acknowledge a message in time."""
+
+
+class ResultCache:
+    """The most recent results, bounded (least recently stored are dropped first)."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._items: OrderedDict[UUID, InferenceResult] = OrderedDict()
+
+    def put(self, result: InferenceResult) -> None:
+        self._items[result.inference_id] = result
+        self._items.move_to_end(result.inference_id)
+        while len(self._items) > self._capacity:
+            self._items.popitem(last=False)
+
+    def get(self, inference_id: UUID) -> InferenceResult | None:
+        return self._items.get(inference_id)
+
+
+class KafkaBridge:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending: dict[UUID, list[asyncio.Future[InferenceResult]]] = {}
+        self.cache = ResultCache(settings.result_cache_size)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._all_brokers_down = False
+        timeout_ms = int(settings.publish_timeout * 1000)
+        self._producer = Producer(
+            producer_config(settings)
+            | {"message.timeout.ms": timeout_ms, "error_cb": self._on_client_error}
+        )
+        self._consumer: Consumer | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self, startup_timeout: float = 10.0) -> None:
+        """Assign the results partitions at their current end and start the I/O threads."""
+        self._loop = asyncio.get_running_loop()
+        topic = RESULTS.name(self._settings)
+        consumer = Consumer(consumer_config(self._settings, group_id="driftline-gateway"))
+        metadata = consumer.list_topics(topic, timeout=startup_timeout)
+        partitions = metadata.topics[topic].partitions if topic in metadata.topics else None
+        if not partitions:
+            raise RuntimeError(f"results topic {topic!r} not found: is the broker started?")
+        assignment = []
+        for p in sorted(partitions):
+            _, high = consumer.get_watermark_offsets(
+                TopicPartition(topic, p), timeout=startup_timeout
+            )
+            assignment.append(TopicPartition(topic, p, max(high, 0)))
+        consumer.assign(assignment)
+        self._consumer = consumer
+        for target, name in ((self._consume, "results"), (self._poll_producer, "producer")):
+            thread = threading.Thread(target=target, name=f"gateway-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        log.info("bridge started", extra={"topic": topic, "partitions": len(assignment)})
+
+    def close(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self._producer.flush(2)
+        if self._consumer is not None:
+            self._consumer.close()
+
+    # -- publishing --------------------------------------------------------------------------
+
+    def _on_client_error(self, error: KafkaError) -> None:
+        if error.code() == KafkaError._ALL_BROKERS_DOWN:
+            self._all_brokers_down = True
+        log.warning("kafka client error", extra={"error": str(error)})
+
+    def _poll_producer(self) -> None:
+        while not self._stop.is_set():
+            self._producer.poll(0.1)
+
+    @property
+    def broker_down(self) -> bool:
+        return self._all_brokers_down
+
+    async def publish(self, topic: Topic, message: Message) -> None:
+        """Produce and wait for the broker's acknowledgement, or raise `BrokerUnavailable`."""
+        if self._all_brokers_down and not await asyncio.to_thread(self.broker_reachable):
+            raise BrokerUnavailable("the Kafka broker is unreachable")
+        loop = asyncio.get_running_loop()
+        acked: asyncio.Future[None] = loop.create_future()
+
+        def on_delivery(error: KafkaError | None, _msg: object) -> None:
+            loop.call_soon_threadsafe(_settle, acked, error)
+
+        try:
+            self._producer.produce(
+                topic.name(self._settings),
+                key=message_key(topic, message),
+                value=message.to_json(),
+                on_delivery=on_delivery,
+            )
+        except (BufferError, KafkaException) as exc:
+            raise BrokerUnavailable(f"could not queue the message: {exc}") from exc
+        try:
+            await asyncio.wait_for(acked, self._settings.publish_timeout + 1.0)
+        except (TimeoutError, KafkaException) as exc:
+            raise BrokerUnavailable(f"the broker did not acknowledge the message: {exc}") from exc
+        self._all_brokers_down = False
+
+    def broker_reachable(self, timeout: float = 1.0) -> bool:
+        try:
+            self._producer.list_topics(timeout=timeout)
+        except KafkaException:
+            return False
+        self._all_brokers_down = False
+        return True
+
+    # -- results -----------------------------------------------------------------------------
+
+    def expect(self, inference_id: UUID) -> asyncio.Future[InferenceResult]:
+        """Register interest in a result; call before publishing the request."""
+        assert self._loop is not None, "bridge not started"
+        future: asyncio.Future[InferenceResult] = self._loop.create_future()
+        self._pending.setdefault(inference_id, []).append(future)
+        return future
+
+    def forget(self, inference_id: UUID, future: asyncio.Future[InferenceResult]) -> None:
+        waiting = self._pending.get(inference_id, [])
+        if future in waiting:
+            waiting.remove(future)
+        if not waiting:
+            self._pending.pop(inference_id, None)
+
+    def _consume(self) -> None:
+        assert self._consumer is not None
+        while not self._stop.is_set():
+            messages = self._consumer.consume(500, timeout=0.1)
+            results = []
+            for msg in messages:
+                if msg.error() is not None:
+                    log.warning("results consumer error", extra={"error": str(msg.error())})
+                    continue
+                try:
+                    results.append(decode(InferenceResult, msg.value()))
+                except ValueError as exc:
+                    log.warning("unreadable result skipped", extra={"reason": str(exc)})
+            if results and self._loop is not None:
+                self._loop.call_soon_threadsafe(self._deliver, results)
+
+    def _deliver(self, results: list[InferenceResult]) -> None:
+        for result in results:
+            self.cache.put(result)
+            for future in self._pending.pop(result.inference_id, []):
+                if not future.done():
+                    future.set_result(result)
+
+
+def _settle(future: asyncio.Future[None], error: KafkaError | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(KafkaException(error))

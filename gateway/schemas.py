@@ -1,0 +1,78 @@
+"""The gateway's HTTP bodies. Unknown fields are rejected (422) so a typo never goes unseen."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from driftline.ab import Arm
+from driftline.topics import InferenceResult, ModelRef, Probability
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class InferenceIn(_Body):
+    data: str = Field(min_length=1, max_length=100_000, description="The text to classify.")
+    subject: str | None = Field(
+        None, max_length=512, description="Sticky key (e.g. a user id) for A/B assignment."
+    )
+    log_to_lakehouse: bool = Field(True, description="Store the inference in the lake.")
+    experiment: str | None = Field(
+        None, description="A/B experiment to route through; the default experiment when absent."
+    )
+    models: list[ModelRef] | None = Field(
+        None, min_length=1, description="Explicit candidates; one is picked per subject."
+    )
+
+
+class InferenceOut(BaseModel):
+    inference_id: UUID
+    model: ModelRef
+    prediction: Probability = Field(description="P(y=1) from the model.")
+    label: int
+    created_at: datetime
+    experiment: str | None = None
+    arm: str | None = None
+
+    @classmethod
+    def from_result(cls, result: InferenceResult) -> InferenceOut:
+        assert result.model is not None and result.prediction is not None
+        assert result.label is not None
+        return cls(
+            inference_id=result.inference_id,
+            model=result.model,
+            prediction=result.prediction,
+            label=result.label,
+            created_at=result.created_at,
+            experiment=result.experiment,
+            arm=result.arm,
+        )
+
+
+class ExperimentIn(_Body):
+    """`PUT /experiments/{name}`: the experiment without its name (the path gives it)."""
+
+    arms: list[Arm] = Field(min_length=1)
+    mode: Literal["fixed", "bandit"] = "fixed"
+    description: str = ""
+
+
+class FeedbackIn(_Body):
+    inference_id: UUID
+    feedback: Probability = Field(description="A score in [0, 1]; scores accumulate per id.")
+
+
+class FeedbackAccepted(BaseModel):
+    inference_id: UUID
+    feedback_id: UUID
+    status: str = "accepted"
+
+
+class Problem(BaseModel):
+    detail: str
+    inference_id: UUID | None = None

@@ -1,0 +1,69 @@
+"""Open the lake: a DuckDB connection with the DuckLake catalog attached as `lake`.
+
+Extensions are loaded from the `duckdb-extension-*` wheels, never downloaded: DuckDB's
+auto-install is switched off, so a missing extension fails loudly instead of reaching out to
+the network. The default catalog is SQLite, which lets any number of readers query the lake
+while the lake writer commits (a DuckDB-file catalog admits only one process).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import duckdb
+
+from driftline.settings import Settings
+
+# (python package, extension name); httpfs is needed for ENCRYPTED and for s3:// data paths.
+_EXTENSIONS = (
+    ("duckdb_extension_ducklake", "ducklake"),
+    ("duckdb_extension_sqlite_scanner", "sqlite_scanner"),
+    ("duckdb_extension_postgres_scanner", "postgres_scanner"),
+    ("duckdb_extension_httpfs", "httpfs"),
+)
+
+
+def extension_path(package: str, name: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(f"{package} is not installed")
+    root = Path(next(iter(spec.submodule_search_locations))) / "extensions"
+    return root / f"v{duckdb.__version__}" / f"{name}.duckdb_extension"
+
+
+def _attach_sql(settings: Settings, read_only: bool) -> str:
+    options = [] if read_only else [f"DATA_PATH '{settings.data_path}'"]
+    if not read_only:
+        if settings.lake_encrypted:
+            options.append("ENCRYPTED")
+        # Small inserts would otherwise be inlined as plain rows in the catalog, unencrypted.
+        options.append("DATA_INLINING_ROW_LIMIT 0")
+    if read_only:
+        options.append("READ_ONLY")
+    return f"ATTACH 'ducklake:{settings.catalog}' AS lake ({', '.join(options)})"
+
+
+def connect(settings: Settings, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """A fresh in-memory DuckDB with the lake attached as `lake`.
+
+    Pass `read_only=True` from processes that only query (CLI, gateway look-ups, tests): they
+    may run beside the writer.
+    """
+    if not read_only and settings.catalog.startswith("sqlite:"):
+        Path(settings.catalog.removeprefix("sqlite:")).parent.mkdir(parents=True, exist_ok=True)
+    if not read_only and "://" not in settings.data_path:
+        Path(settings.data_path).mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(
+        config={"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+    )
+    for package, name in _EXTENSIONS:
+        con.execute(f"LOAD '{extension_path(package, name)}'")
+    con.execute(_attach_sql(settings, read_only))
+    if not read_only and settings.catalog.startswith("sqlite:"):
+        # The catalog holds the Parquet keys and plain-text min/max statistics of every column
+        # (user text included): only its owner may read it.
+        os.chmod(settings.catalog.removeprefix("sqlite:"), 0o600)
+    con.execute("USE lake")  # so `SELECT * FROM inferences` needs no `lake.` prefix
+    return con

@@ -1,0 +1,1 @@
+"""Models: data sets, training, the MLflow registry, and loading models for serving."""

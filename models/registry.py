@@ -1,0 +1,94 @@
+"""The MLflow adapter: tracking store set-up, aliases, and loading a registered model.
+
+The embedded default is a sqlite tracking store and an artifact folder under the project data
+directory; `DRIFTLINE_MLFLOW_TRACKING_URI` points it at a server instead. Models are addressed by
+alias (`champion`, `challenger`, ...): registry stages are deprecated.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from driftline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# mlflow is imported lazily: it takes about a second, and most commands never need it.
+
+
+def configure(settings: Settings) -> None:
+    """Point mlflow at driftline's store and make sure the experiment exists."""
+    import mlflow
+
+    if settings.tracking_uri.startswith("sqlite:///"):
+        Path(settings.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(
+            parents=True, exist_ok=True
+        )
+    os.environ.setdefault("MLFLOW_ENABLE_TELEMETRY", "false")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # flows log JSON
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.tracking_uri)
+    if mlflow.get_experiment_by_name(settings.mlflow_experiment) is None:
+        location = settings.artifact_location
+        if "://" not in location:
+            Path(location).mkdir(parents=True, exist_ok=True)
+            location = Path(location).resolve().as_uri()
+        mlflow.create_experiment(settings.mlflow_experiment, artifact_location=location)
+    mlflow.set_experiment(settings.mlflow_experiment)
+
+
+def client(settings: Settings) -> Any:
+    from mlflow import MlflowClient
+
+    configure(settings)
+    return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+
+
+def alias_version(settings: Settings, name: str, alias: str) -> str | None:
+    """The version behind `name@alias`, or None when the model or the alias does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client(settings).get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
+
+
+def set_alias(settings: Settings, name: str, version: str, alias: str) -> None:
+    client(settings).set_registered_model_alias(name, alias, str(version))
+    log.info("alias set", extra={"model": name, "version": str(version), "alias": alias})
+
+
+def load_sklearn(settings: Settings, name: str, version: str) -> Any:
+    """The scikit-learn estimator of a registered version (it offers `predict_proba`)."""
+    import mlflow.sklearn
+
+    configure(settings)
+    return mlflow.sklearn.load_model(f"models:/{name}/{version}")
+
+
+def versions(settings: Settings) -> list[dict[str, Any]]:
+    """Every registered version with its aliases and headline metrics, for `models list`."""
+    mlflow_client = client(settings)
+    rows = []
+    for model in mlflow_client.search_registered_models(order_by=["name ASC"]):
+        aliases: dict[str, list[str]] = {}
+        for alias, version in (model.aliases or {}).items():
+            aliases.setdefault(str(version), []).append(alias)
+        for mv in mlflow_client.search_model_versions(f"name = '{model.name}'"):
+            metrics = mlflow_client.get_run(mv.run_id).data.metrics if mv.run_id else {}
+            rows.append(
+                {
+                    "name": model.name,
+                    "version": str(mv.version),
+                    "aliases": ",".join(sorted(aliases.get(str(mv.version), []))),
+                    "test_f1": metrics.get("test_f1"),
+                    "test_accuracy": metrics.get("test_accuracy"),
+                    "test_roc_auc": metrics.get("test_roc_auc"),
+                    "training_seconds": metrics.get("training_seconds"),
+                }
+            )
+    return sorted(rows, key=lambda r: (r["name"], int(r["version"])))

@@ -1,0 +1,92 @@
+"""Models as the flows use them: loaded once per process, scored in micro-batches.
+
+`ModelCache` resolves `name@alias` to a version at most every `refresh_seconds`, so moving an
+alias (`driftline models promote`) reaches running flows without a restart, while the model
+itself is loaded only once per version.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from driftline.settings import Settings
+from models import registry
+
+log = logging.getLogger(__name__)
+
+
+class ModelNotFound(LookupError):
+    """No registered version answers to the requested name and alias."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    name: str
+    version: str
+    estimator: Any
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """P(y=1) for each text, in one call."""
+        return np.asarray(self.estimator.predict_proba(list(texts)))[:, 1]
+
+    def features(self, texts: Sequence[str]) -> Any:
+        """The model's own features of each text (TF-IDF rows or embeddings), for monitoring.
+
+        Compare them with `models.reference.load_reference(...).features`.
+        """
+        return self.estimator[:-1].transform(list(texts))
+
+
+class ModelCache:
+    def __init__(
+        self,
+        settings: Settings,
+        refresh_seconds: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._settings = settings
+        self._refresh = (
+            settings.model_refresh_seconds if refresh_seconds is None else refresh_seconds
+        )
+        self._clock = clock
+        self._aliases: dict[tuple[str, str], tuple[str, float]] = {}
+        self._models: dict[tuple[str, str], LoadedModel] = {}
+
+    def version_of(self, name: str, alias: str) -> str:
+        now = self._clock()
+        cached = self._aliases.get((name, alias))
+        if cached is not None and now - cached[1] < self._refresh:
+            return cached[0]
+        version = registry.alias_version(self._settings, name, alias)
+        if version is None:
+            raise ModelNotFound(f"no registered model {name!r} with alias {alias!r}")
+        if cached is not None and cached[0] != version:
+            log.info("alias moved", extra={"model": name, "alias": alias, "version": version})
+        self._aliases[(name, alias)] = (version, now)
+        return version
+
+    def get(self, name: str, alias: str) -> LoadedModel:
+        """The model behind `name@alias`, loading it on first use of each version."""
+        return self.get_version(name, self.version_of(name, alias))
+
+    def get_version(self, name: str, version: str) -> LoadedModel:
+        key = (name, version)
+        if key not in self._models:
+            started = time.perf_counter()
+            estimator = registry.load_sklearn(self._settings, name, version)
+            self._models[key] = LoadedModel(name, version, estimator)
+            log.info(
+                "model loaded",
+                extra={
+                    "model": name,
+                    "version": version,
+                    "seconds": round(time.perf_counter() - started, 2),
+                },
+            )
+        return self._models[key]

@@ -1,0 +1,149 @@
+"""The monitor flow through the running stack: out-of-domain texts raise drift and an alert.
+
+The session stack runs the monitor with 20 s windows sliding every 2 s (conftest), so the test
+takes about half a minute of real event time.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+from collections.abc import Sequence
+
+import pytest
+from confluent_kafka import Producer
+
+from driftline.kafka import producer_config
+from driftline.settings import Settings
+from driftline.topics import (
+    ALERTS,
+    DRIFT,
+    REQUESTS,
+    RESULTS,
+    Alert,
+    DriftReport,
+    InferenceRequest,
+    InferenceResult,
+    ModelRef,
+    decode,
+    message_key,
+    utc_now,
+)
+from models.datasets import sentiment_binary, sms_texts
+from tests.integration.conftest import Stack, wait_until
+from tests.integration.test_spine import lake_rows, read_topic
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def send(s: Settings, producer: Producer, texts: Sequence[str], seconds: float) -> None:
+    """Request scores for `texts`, spread evenly over `seconds` of real (= event) time."""
+    started = time.monotonic()
+    for i, text in enumerate(texts):
+        request = InferenceRequest(inference_id=uuid.uuid4(), created_at=utc_now(), data=text)
+        producer.produce(
+            REQUESTS.name(s), key=message_key(REQUESTS, request), value=request.to_json()
+        )
+        producer.poll(0)
+        time.sleep(max(0.0, started + seconds * (i + 1) / len(texts) - time.monotonic()))
+    producer.flush(5)
+
+
+def reports(s: Settings) -> list[DriftReport]:
+    return [decode(DriftReport, v) for v in read_topic(s, DRIFT.name(s))]
+
+
+def test_out_of_domain_texts_raise_feature_and_prediction_drift_and_an_alert(live: Stack) -> None:
+    s = live.settings
+    slide = s.monitor_slide_seconds
+    producer = Producer(producer_config(s))
+    tweets = sentiment_binary()["text"].sample(600, random_state=1).tolist()
+    sms = sms_texts()["text"].sample(900, random_state=1).tolist()
+
+    send(s, producer, tweets, seconds=10)
+    switched = utc_now()
+    send(s, producer, sms, seconds=20)  # one window length: the last window is mostly SMS
+    last_end = utc_now().timestamp() - s.monitor_lateness_seconds - slide
+
+    def after_switch() -> tuple[DriftReport, list[DriftReport]] | None:
+        # Per model: the last window before the switch, those holding a full slide of SMS, up
+        # to the last window the final requests can close.
+        found = sorted(reports(s), key=lambda r: r.window_end)
+        for model in {r.model for r in found}:
+            mine = [r for r in found if r.model == model]
+            before = [r for r in mine if r.window_end <= switched and r.n >= 50]
+            after = [r for r in mine if r.window_end.timestamp() >= switched.timestamp() + slide]
+            if before and after and after[-1].window_end.timestamp() >= last_end:
+                return before[-1], after
+        return None
+
+    baseline, later = wait_until(after_switch, timeout=20)
+    model, first, last = baseline.model, later[0], later[-1]
+    assert first.window_end.timestamp() - switched.timestamp() < 2 * slide
+    assert first.ks_d > baseline.ks_d  # prediction drift rises within one slide
+    assert first.domain_auc > baseline.domain_auc  # and so does feature drift
+    assert baseline.feature_drift is False and baseline.ks_d < 0.2
+    assert last.feature_drift and last.domain_auc > 0.7 and last.ks_d > 0.2
+
+    def alerts() -> list[Alert] | None:
+        found = [decode(Alert, v) for v in read_topic(s, ALERTS.name(s))]
+        return [a for a in found if a.model == model and a.window_end > switched] or None
+
+    metrics = {a.metric for a in wait_until(alerts, timeout=20)}
+    assert {"ks_d", "domain_auc"} & metrics
+
+    def stored() -> list[tuple] | None:  # the same report in the lake, once
+        return (
+            lake_rows(
+                s,
+                "SELECT n, ks_d, domain_auc FROM drift_metrics "
+                "WHERE model_name = ? AND model_version = ? AND window_end = ?",
+                [model.name, model.version, last.window_end],
+            )
+            or None
+        )
+
+    assert wait_until(stored, timeout=20) == [(last.n, last.ks_d, last.domain_auc)]
+
+
+def test_monitor_resumes_after_kill_9_and_counts_every_result_once(live: Stack) -> None:
+    """Every window reported around a `kill -9` holds exactly the results of its time range."""
+    s = live.settings
+    monitor = live.children["monitor"]
+    producer = Producer(producer_config(s))
+    tweets = sentiment_binary()["text"].sample(700, random_state=2).tolist()
+    started = utc_now()
+    send(s, producer, tweets[:250], seconds=5)
+    wait_until(lambda: any(r.window_end > started for r in reports(s)), timeout=20)
+    time.sleep(2 * s.snapshot_seconds)  # a snapshot holds some of the window
+    assert monitor.proc is not None
+    os.kill(monitor.proc.pid, signal.SIGKILL)
+    monitor.proc.wait()
+    killed = utc_now()
+    send(s, producer, tweets[250:450], seconds=4)  # queued in Kafka while the monitor is down
+    monitor.start()
+    send(s, producer, tweets[450:], seconds=5)
+    last_end = utc_now().timestamp() - s.monitor_lateness_seconds - s.monitor_slide_seconds
+
+    def caught_up() -> list[DriftReport] | None:
+        found = [r for r in reports(s) if r.window_end > started]
+        return found if max(r.window_end.timestamp() for r in found) >= last_end else None
+
+    checked = wait_until(caught_up, timeout=60, every=1.0)
+    results = [decode(InferenceResult, v) for v in read_topic(s, RESULTS.name(s))]
+    by_model: dict[ModelRef, dict[str, float]] = {}
+    for r in results:
+        if r.model is not None and r.prediction is not None and not r.probe:
+            by_model.setdefault(r.model, {})[str(r.inference_id)] = r.created_at.timestamp()
+    emitted: dict[tuple, DriftReport] = {}
+    for report in checked:
+        times = by_model[report.model].values()
+        start, end = report.window_start.timestamp(), report.window_end.timestamp()
+        assert report.n == sum(start <= t < end for t in times), report
+        key = (report.model, report.window_end)
+        if key in emitted:  # a window re-emitted after the replay says the same
+            assert report.ks_d == emitted[key].ks_d and report.n == emitted[key].n
+        emitted[key] = report
+    assert any(r.window_start < killed < r.window_end for r in checked), "none spans the crash"

@@ -1,0 +1,60 @@
+"""The durable experiment store, the default experiment, and the flow's refreshing cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from driftline import settings
+from driftline.ab import Arm, Experiment
+from driftline.ab.store import ExperimentCache, ExperimentStore, default_experiment
+
+ONE = {"sentiment_logreg_tfidf": ({"champion"}, "1")}
+FOUR = ONE | {
+    "sentiment_logreg_minilm": ({"champion"}, "1"),
+    "sentiment_xgboost_minilm": (set(), "2"),
+    "sentiment_xgboost_tfidf": ({"champion"}, "1"),
+}
+
+
+def exp(name: str, *arms: str) -> Experiment:
+    return Experiment(
+        name=name, arms=tuple(Arm(name=a, model=a, alias="champion", weight=1) for a in arms)
+    )
+
+
+def test_experiments_survive_a_new_store_on_the_same_file(tmp_path: Path) -> None:
+    path = tmp_path / "experiments.sqlite"
+    ExperimentStore(path).put(exp("a", "x", "y"))
+    ExperimentStore(path).put(exp("b", "z"))
+    ExperimentStore(path).put(exp("a", "x"))  # replaces
+    store = ExperimentStore(path)
+    assert [(e.name, len(e.arms)) for e in store.list()] == [("a", 1), ("b", 1)]
+    assert store.delete("b") and not store.delete("b")
+    assert store.get("b") is None
+
+
+def test_default_is_the_served_model_against_the_most_different_one(tmp_path: Path) -> None:
+    s = settings.load(home=tmp_path)
+    default, complete = default_experiment(s, lambda _: FOUR)
+    assert complete
+    assert [(a.model, a.alias, a.version, a.weight) for a in default.arms] == [
+        ("sentiment_logreg_tfidf", "champion", None, 0.5),
+        ("sentiment_xgboost_minilm", None, "2", 0.5),  # no alias: its latest version
+    ]
+    single, complete = default_experiment(s, lambda _: ONE)
+    assert not complete and [a.model for a in single.arms] == ["sentiment_logreg_tfidf"]
+
+
+def test_cache_rereads_the_store_and_grows_the_default(tmp_path: Path) -> None:
+    s = settings.load(home=tmp_path, experiment_refresh_seconds=5.0)
+    now, registry = [0.0], [ONE]
+    store = ExperimentStore.of(s)
+    cache = ExperimentCache(s, store, registered=lambda _: registry[0], clock=lambda: now[0])
+    assert len(cache.get(None).arms) == 1 and store.get("default") is None  # not stored yet
+    store.put(exp("new", "x"))
+    registry[0] = FOUR
+    assert cache.get("new") is None  # until the refresh interval passes
+    now[0] = 5.0
+    assert cache.get("new") == exp("new", "x")
+    assert len(cache.get(None).arms) == 2
+    assert store.get("default") == cache.get("default")  # stored once complete

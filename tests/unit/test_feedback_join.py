@@ -1,0 +1,138 @@
+"""The feedback join against a brute-force join, on a stream with out-of-order, duplicated,
+early and late feedback, with a snapshot/restore in the middle (as after a `kill -9`)."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections import defaultdict
+
+import pytest
+
+from driftline.topics import DEADLETTER, LABELED, Feedback, decode
+from flows.feedback import InferenceJoin, joinable
+from flows.wiring import Outgoing, Parsed
+from tests.factories import make_feedback, make_result
+
+TTL = 100.0
+
+
+class Joiner:
+    """Drives one `InferenceJoin` per key as Bytewax does, expiring at each deadline."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, InferenceJoin] = {}
+
+    def advance(self, now: float) -> list[Outgoing]:
+        out = []
+        for key, join in list(self.keys.items()):
+            if join.expired(now):
+                out += join.expire(now)
+                del self.keys[key]
+        return out
+
+    def push(self, parsed: Parsed, now: float) -> list[Outgoing]:
+        out = self.advance(now)
+        join = self.keys.setdefault(str(parsed.message.inference_id), InferenceJoin(TTL))
+        if isinstance(parsed.message, Feedback):
+            return out + join.on_feedback(parsed, now)
+        return out + join.on_result(parsed.message, now)
+
+    def restart(self) -> None:
+        self.keys = {k: InferenceJoin.from_state(TTL, j.to_state()) for k, j in self.keys.items()}
+
+
+def stream(seed: int) -> tuple[list[tuple[float, Parsed]], dict, set]:
+    """Events at processing times, plus what a brute-force join says must come out."""
+    rng = random.Random(seed)
+    events: list[tuple[float, Parsed]] = []
+    joined: dict[str, list] = defaultdict(list)  # inference id -> (first arrival, score)
+    dead: set[uuid.UUID] = set()  # feedback ids that must be dead-lettered
+    offset = 0
+
+    def feedback(inference_id: uuid.UUID, at: float, kind: str) -> None:
+        nonlocal offset
+        fb = make_feedback(inference_id, rng.choice([0.0, 0.25, 1.0]))  # event time != arrival
+        copies = 1 + (rng.random() < 0.3)  # re-delivered duplicates
+        # A copy of a dead-lettered feedback that arrives after its wait expired starts a new wait
+        # and is dead-lettered again (dead letters are at-least-once): keep those copies together.
+        delay = 0.0 if kind == "dead" else rng.uniform(0, 2)
+        for i in range(copies):
+            offset += 1
+            events.append((at + i * delay, Parsed(fb, "inference.feedback", 0, offset)))
+        if kind == "joined":
+            joined[str(inference_id)].append((at, fb.feedback))
+        else:
+            dead.add(fb.feedback_id)
+
+    for _ in range(150):
+        result = make_result()
+        t = rng.uniform(0, 1000)
+        events.append((t, Parsed(result, "inference.results", 0, 0)))
+        if rng.random() < 0.2:  # the result is re-delivered
+            events.append((t + rng.uniform(0, 50), Parsed(result, "inference.results", 0, 0)))
+        for _ in range(rng.randint(0, 4)):
+            kind = rng.choice(["early", "on_time", "on_time", "late"])
+            if kind == "early":
+                feedback(result.inference_id, t - rng.uniform(0.1, 0.4 * TTL), "joined")
+            elif kind == "on_time":
+                feedback(result.inference_id, t + rng.uniform(0.1, 0.9 * TTL), "joined")
+            else:
+                feedback(result.inference_id, t + rng.uniform(1.1 * TTL, 3 * TTL), "dead")
+    for _ in range(40):  # feedback for ids never scored
+        feedback(uuid.uuid4(), rng.uniform(0, 1000), "dead")
+    events.sort(key=lambda e: e[0])
+    by_arrival = {k: [score for _, score in sorted(v)] for k, v in joined.items()}
+    return events, by_arrival, dead
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_join_matches_brute_force(seed: int) -> None:
+    events, expected_joined, expected_dead = stream(seed)
+    joiner, out = Joiner(), []
+    for i, (t, parsed) in enumerate(events):
+        out += joiner.push(parsed, t)
+        if i == len(events) // 2:
+            joiner.restart()
+    out += joiner.advance(1e9)
+
+    last: dict[str, list[float]] = {}
+    for o in out:
+        if o.topic == LABELED:
+            labeled = o.message
+            previous = last.get(str(labeled.inference_id), [])
+            assert labeled.feedback[: len(previous)] == previous  # grows by arrival, never shrinks
+            assert labeled.feedback_mean == pytest.approx(
+                sum(labeled.feedback) / len(labeled.feedback)
+            )
+            last[str(labeled.inference_id)] = labeled.feedback
+    assert last == expected_joined
+    dead = [decode(Feedback, o.message.payload()) for o in out if o.topic == DEADLETTER]
+    assert sorted(f.feedback_id for f in dead) == sorted(expected_dead)  # each exactly once
+    assert joiner.keys == {}  # memory is bounded: everything expired
+
+
+def test_labeled_carries_the_result_fields() -> None:
+    result = make_result(experiment="e", arm="B", prediction=0.8, label=1)
+    join = InferenceJoin(TTL)
+    fb = make_feedback(result.inference_id, 0.5)
+    join.on_result(result, 0.0)
+    (out,) = join.on_feedback(Parsed(fb, "inference.feedback", 1, 5), 1.0)
+    labeled = out.message
+    assert (labeled.experiment, labeled.arm, labeled.model, labeled.prediction) == (
+        "e",
+        "B",
+        result.model,
+        0.8,
+    )
+    assert (labeled.label, labeled.feedback, labeled.feedback_mean) == (1, [0.5], 0.5)
+    assert labeled.updated_at == fb.created_at
+
+
+def test_probes_and_unscored_results_are_not_joined() -> None:
+    def parsed(**changes: object) -> Parsed:
+        return Parsed(make_result().model_copy(update=changes), "inference.results", 0, 0)
+
+    assert joinable(parsed())
+    assert not joinable(parsed(probe=True))
+    assert not joinable(parsed(prediction=None, label=None, model=None, error="no model"))

@@ -1,0 +1,92 @@
+"""The monitor flow's steps without Kafka: features once per event, keyed window logic, resume."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import numpy as np
+
+from driftline.topics import DRIFT, DeadLetter, InferenceResult, Labeled, ModelRef
+from flows.monitor import Enricher, WindowLogic, monitored
+from flows.monitor_window import Event, Identity, Reference
+from flows.wiring import Parsed
+from tests.unit.monitor_support import window_settings
+
+MODEL = ModelRef(name="m", version="1")
+REF = Reference(np.linspace(0.05, 0.95, 50), np.arange(50) % 2, np.eye(50, 3), Identity())
+
+
+def result(t: float, p: float, **extra: object) -> Parsed[InferenceResult]:
+    at = datetime.fromtimestamp(t, UTC)
+    message = InferenceResult(
+        inference_id=uuid.uuid4(),
+        created_at=at,
+        data=f"text {t}",
+        model=MODEL,
+        prediction=p,
+        label=int(p >= 0.5),
+        scored_at=at,
+        **extra,
+    )
+    return Parsed(message, "inference.results", 0, int(t))
+
+
+def labeled(t: float) -> Labeled:
+    return Labeled(
+        inference_id=uuid.uuid4(),
+        created_at=datetime.fromtimestamp(t, UTC),
+        model=MODEL,
+        prediction=0.5,
+        label=1,
+        feedback=[1.0],
+        feedback_mean=1.0,
+        updated_at=datetime.fromtimestamp(t + 2, UTC),
+    )
+
+
+def test_probes_and_errors_are_not_monitored() -> None:
+    assert monitored(result(1, 0.5))
+    assert not monitored(result(1, 0.5, probe=True))
+    assert not monitored(result(1, 0.5, error="boom"))
+
+
+def test_features_are_computed_once_per_batch_and_failures_become_dead_letters() -> None:
+    calls: list[list[str]] = []
+
+    def featurize(name: str, version: str, texts: list[str]) -> np.ndarray:
+        calls.append(texts)
+        return np.ones((len(texts), 3))
+
+    enrich = Enricher(lambda name, version: REF, featurize)
+    batch = [result(t, 0.7) for t in (1, 2, 3)]
+    events = enrich(batch)
+    assert calls == [["text 1", "text 2", "text 3"]]
+    assert [e.calibrated for e in events] == [0.7] * 3
+
+    def missing(name: str, version: str) -> Reference:
+        raise LookupError("no reference for m/1")
+
+    [letter] = Enricher(missing, featurize)([result(4, 0.2)])
+    assert isinstance(letter, DeadLetter) and "no reference for m/1" in letter.reason
+
+
+def test_window_logic_emits_dead_letters_for_late_results_and_resumes() -> None:
+    config = window_settings(length=10, slide=5, lateness=1)
+    enrich = Enricher(lambda n, v: REF, lambda n, v, texts: np.ones((len(texts), 3)))
+    logic = WindowLogic(lambda n, v: REF, config, None)
+    early = Parsed(labeled(6), "inference.labeled", 0, 0)
+    assert logic.on_batch([early]) == ([], WindowLogic.DISCARD)  # before any result: no window
+    # One micro-batch out of event-time order (partitions interleaved): sorted before use.
+    batch = enrich([result(t, p) for t, p in [(7, 0.4), (1, 0.9), (3, 0.6), (2, 0.2)]])
+    assert all(isinstance(e, Event) for e in batch)
+    outputs, retain = logic.on_batch(batch)
+    assert retain == WindowLogic.RETAIN
+    [report] = [o.message for o in outputs if o.topic == DRIFT]
+    assert (report.window_end.timestamp(), report.n) == (5.0, 3)
+
+    resumed = WindowLogic(lambda n, v: REF, config, logic.snapshot())
+    [late] = enrich([result(2.5, 0.5)])
+    [letter] = resumed.on_batch([late])[0]
+    assert letter.message.reason.startswith("late: event time 2.500s")
+    assert resumed.on_batch([Parsed(labeled(6), "inference.labeled", 0, 0)])[0] == []
