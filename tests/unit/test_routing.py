@@ -68,8 +68,8 @@ def test_bandit_moves_traffic_to_the_better_arm_and_keeps_it_in_its_state() -> N
     router = Router(Experiments(experiment(mode="bandit")))
     accuracy = {"A": 0.55, "B": 0.8}
     rng, state, chosen = random.Random(1), None, []
-    for _ in range(2000):
-        state, routed = router(state, request())
+    for _ in range(2000):  # seeded ids: the sampler draws from them, so the run is reproducible
+        state, routed = router(state, request(inference_id=uuid.UUID(int=rng.getrandbits(128))))
         arm = routed.arm.name
         chosen.append(arm)
         correct = rng.random() < accuracy[arm]
