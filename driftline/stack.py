@@ -159,9 +159,9 @@ def up(settings: Settings) -> int:
     try:
         for child in procs:
             child.start()
-        status = wait_ready(settings)
+        wait_ready(settings)
         wait_lake(settings)
-        print_banner(settings, status)
+        print_banner(settings)
         while not stopping:
             for child in procs:
                 if child.proc is not None and child.proc.poll() is not None:
@@ -181,12 +181,19 @@ def up(settings: Settings) -> int:
     return 0
 
 
-def print_banner(settings: Settings, status: dict[str, object]) -> None:
+def print_banner(settings: Settings) -> None:
+    from driftline.ab.store import ExperimentStore, current
+
     base = f"http://{settings.gateway_host}:{settings.gateway_port}"
     results = settings.topic_prefix + "inference.results"
+    default = current(settings, ExperimentStore.of(settings)).get(settings.default_experiment)
+    arms = ", ".join(
+        f"{arm.model}{'@' + arm.alias if arm.alias else '/' + str(arm.version)} ({arm.weight:g})"
+        for arm in (default.arms if default else ())
+    )
     print(
         f"""
-driftline is up. Serving {status.get("model")}.
+driftline is up. Experiment {settings.default_experiment!r} serves: {arms or "nothing yet"}.
   Score:     curl -X POST {base}/inference -H 'content-type: application/json' \\
                   -d '{{"data": "i love this"}}'
   Feedback:  curl -X PATCH {base}/inference -H 'content-type: application/json' \\

@@ -9,6 +9,7 @@ version and window slide) and `monitoring.alerts`. Steps:
 2. `features`: per micro-batch, each model computes the feature rows of its results in one
    call and calibrates their probabilities, once per event: no window emission re-embeds.
 3. `window`: keyed by `name/version`, a `ModelWindow` (flows/monitor_window.py) per model.
+4. `share`: on one key, each report's share of all models' traffic (flows/monitor_share.py).
 
 Why a custom `StatefulBatchLogic` and not Bytewax's `SlidingWindower`: the windower hands each
 window its own list of events to fold, so every event would be folded into length/slide
@@ -37,10 +38,12 @@ from driftline.topics import (
     LABELED,
     RESULTS,
     DeadLetter,
+    DriftReport,
     InferenceResult,
     Labeled,
     ModelRef,
 )
+from flows.monitor_share import Tick, TrafficShare
 from flows.monitor_window import Event, ModelWindow, Output, Reference, encode_row
 from flows.wiring import Outgoing, Parsed, parse, publish, read, to_deadletter
 
@@ -145,18 +148,23 @@ class WindowLogic(StatefulBatchLogic):
             self.window = ModelWindow(model.name, model.version, reference, self._config)
         return self.window
 
-    def on_batch(self, values: list[Parsed | Event]) -> tuple[Iterable[Outgoing], bool]:
+    def on_batch(
+        self, values: list[Parsed | Event]
+    ) -> tuple[Iterable[Outgoing | Tick | DriftReport], bool]:
         results = sorted((v for v in values if isinstance(v, Event)), key=lambda e: e.time)
-        out: list[Outgoing] = []
+        out: list[Outgoing | Tick | DriftReport] = []
         for value in [v for v in values if not isinstance(v, Event)] + results:
             out += self._apply(value)
         return out, StatefulBatchLogic.DISCARD if self.window is None else StatefulBatchLogic.RETAIN
 
-    def _apply(self, value: Parsed | Event) -> list[Outgoing]:
+    def _apply(self, value: Parsed | Event) -> list[Outgoing | Tick | DriftReport]:
         if isinstance(value, Event):
-            out = self._window(value.origin.message.model).add_result(value)
+            model = value.origin.message.model
+            out = self._window(model).add_result(value)
             if out.rejected is not None:
                 return [to_deadletter(_letter(value.origin, out.rejected))]
+            if not out.duplicate:
+                return [Tick(model_key(model), value.time), *_outgoing(out)]
         elif self.window is None:
             # Feedback before this model's first result: no window is open that it could
             # update (and no reference needs loading for it).
@@ -169,19 +177,44 @@ class WindowLogic(StatefulBatchLogic):
         return None if self.window is None else self.window.to_state()
 
 
-def _outgoing(out: Output) -> list[Outgoing]:
-    for report in out.reports:
-        log.info(
-            "drift report",
-            extra={
-                "model": model_key(report.model),
-                "window_end": report.window_end.isoformat(),
-                "n": report.n,
-                "ks_d": report.ks_d,
-                "domain_auc": report.domain_auc,
-            },
-        )
-    return [Outgoing(DRIFT, r) for r in out.reports] + [Outgoing(ALERTS, a) for a in out.alerts]
+def _outgoing(out: Output) -> list[Outgoing | DriftReport]:
+    """Alerts to publish; reports go on to the share step first."""
+    return [*out.reports, *(Outgoing(ALERTS, a) for a in out.alerts)]
+
+
+class ShareLogic(StatefulBatchLogic):
+    """Bytewax state of the single share key: a `TrafficShare`."""
+
+    def __init__(self, config: Settings, resume: dict[str, Any] | None) -> None:
+        self.share = TrafficShare(config, resume)
+
+    def on_batch(self, values: list[Tick | DriftReport]) -> tuple[Iterable[Outgoing], bool]:
+        for value in values:
+            if isinstance(value, Tick):
+                self.share.add_tick(value)
+            else:
+                self.share.add_report(value)
+        reports = self.share.ready()
+        for report in reports:
+            log.info(
+                "drift report",
+                extra={
+                    "model": model_key(report.model),
+                    "window_end": report.window_end.isoformat(),
+                    "n": report.n,
+                    "share": report.share,
+                    "ks_d": report.ks_d,
+                    "domain_auc": report.domain_auc,
+                },
+            )
+        return [Outgoing(DRIFT, r) for r in reports], StatefulBatchLogic.RETAIN
+
+    def snapshot(self) -> dict[str, Any]:
+        return self.share.to_state()
+
+
+def _for_share(item: Outgoing | Tick | DriftReport) -> bool:
+    return not isinstance(item, Outgoing)
 
 
 def _key(item: Parsed | Event) -> str:
@@ -215,9 +248,15 @@ def build(
     split = op.branch("enriched", enriched, lambda x: isinstance(x, DeadLetter))
     keyed = op.key_on("by_model", split.falses, _key)
     windows = op.stateful_batch("window", keyed, lambda resume: WindowLogic(references, s, resume))
-    outputs = op.map("unkey", windows, lambda kv: kv[1])
+    outputs = op.branch("for_share", op.map("unkey", windows, lambda kv: kv[1]), _for_share)
+    shares = op.stateful_batch(
+        "share",
+        op.key_on("one_key", outputs.trues, lambda _: "all"),
+        lambda resume: ShareLogic(s, resume),
+    )
+    reports = op.map("unkey_share", shares, lambda kv: kv[1])
     letters = op.map("dead", op.merge("letters", dead, split.trues), to_deadletter)
-    publish("out", op.merge("all", outputs, letters), s)
+    publish("out", op.merge("all", reports, outputs.falses, letters), s)
     return flow
 
 

@@ -150,6 +150,8 @@ class Output:
     reports: list[DriftReport] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
     rejected: str | None = None
+    duplicate: bool = False
+    """The input was a re-delivery of one already counted."""
 
     def extend(self, other: Output) -> None:
         self.reports += other.reports
@@ -219,7 +221,7 @@ class ModelWindow:
     def add_result(self, event: Event) -> Output:
         """Add one scored result; emits every window the advancing watermark closes."""
         if event.inference_id in self.window or event.inference_id in self.pending:
-            return Output()  # re-delivered: counted once
+            return Output(duplicate=True)  # re-delivered: counted once
         if self.end is None:
             self.end = self._next_boundary(event.time)
         floor = max(self.watermark, self._start())

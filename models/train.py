@@ -284,7 +284,7 @@ def _train_one(
                     name=f"sentiment_train@{lake.snapshot_id}/{context}",
                     targets="label",
                 )
-            mlflow.log_input(dataset, context=context)
+                mlflow.log_input(dataset, context=context)
         example = pd.Series(test_rows["text"][:5], name="text")
         info = mlflow.sklearn.log_model(
             served,

@@ -86,6 +86,7 @@ def test_out_of_domain_texts_raise_feature_and_prediction_drift_and_an_alert(liv
     assert first.domain_auc > baseline.domain_auc  # and so does feature drift
     assert baseline.feature_drift is False and baseline.ks_d < 0.2
     assert last.feature_drift and last.domain_auc > 0.7
+    assert last.share is not None and 0 < last.share <= 1
     # How far predictions move depends on the model (D was 0.18 to 0.3 for logreg over runs), so
     # prediction drift is asserted as significant and well above the in-domain level.
     assert last.ks_p_value < 1e-3 and last.ks_d > 2 * baseline.ks_d

@@ -6,9 +6,11 @@ import uuid
 from datetime import UTC, datetime
 
 import numpy as np
+import pytest
 
-from driftline.topics import DRIFT, DeadLetter, InferenceResult, Labeled, ModelRef
-from flows.monitor import Enricher, WindowLogic, monitored
+from driftline.topics import DeadLetter, DriftReport, InferenceResult, Labeled, ModelRef
+from flows.monitor import Enricher, ShareLogic, WindowLogic, monitored
+from flows.monitor_share import Tick
 from flows.monitor_window import Event, Identity, Reference
 from flows.wiring import Parsed
 from tests.unit.monitor_support import window_settings
@@ -17,13 +19,13 @@ MODEL = ModelRef(name="m", version="1")
 REF = Reference(np.linspace(0.05, 0.95, 50), np.arange(50) % 2, np.eye(50, 3), Identity())
 
 
-def result(t: float, p: float, **extra: object) -> Parsed[InferenceResult]:
+def result(t: float, p: float, model: ModelRef = MODEL, **extra: object) -> Parsed[InferenceResult]:
     at = datetime.fromtimestamp(t, UTC)
     message = InferenceResult(
         inference_id=uuid.uuid4(),
         created_at=at,
         data=f"text {t}",
-        model=MODEL,
+        model=model,
         prediction=p,
         label=int(p >= 0.5),
         scored_at=at,
@@ -82,11 +84,49 @@ def test_window_logic_emits_dead_letters_for_late_results_and_resumes() -> None:
     assert all(isinstance(e, Event) for e in batch)
     outputs, retain = logic.on_batch(batch)
     assert retain == WindowLogic.RETAIN
-    [report] = [o.message for o in outputs if o.topic == DRIFT]
+    [report] = [o for o in outputs if isinstance(o, DriftReport)]
     assert (report.window_end.timestamp(), report.n) == (5.0, 3)
+    assert sorted(o.time for o in outputs if isinstance(o, Tick)) == [1, 2, 3, 7]
+    assert logic.on_batch([batch[0]])[0] == []  # a re-delivered result: no tick, no report
 
     resumed = WindowLogic(lambda n, v: REF, config, logic.snapshot())
     [late] = enrich([result(2.5, 0.5)])
     [letter] = resumed.on_batch([late])[0]
     assert letter.message.reason.startswith("late: event time 2.500s")
     assert resumed.on_batch([Parsed(labeled(6), "inference.labeled", 0, 0)])[0] == []
+
+
+def test_share_matches_a_brute_force_count_over_all_models() -> None:
+    """Three models, results out of order within the lateness, re-deliveries and late ones:
+    each report's share is its n over every model's accepted results in the same window."""
+    config = window_settings(length=20, slide=5, lateness=3)
+    rng = np.random.default_rng(7)
+    models = [ModelRef(name="m", version=v) for v in ("1", "2", "3")]
+    enrich = Enricher(lambda n, v: REF, lambda n, v, texts: np.ones((len(texts), 3)))
+    windows = {m: WindowLogic(lambda n, v: REF, config, None) for m in models}
+    share = ShareLogic(config, None)
+    times = np.sort(rng.uniform(0, 120, 600)) + rng.uniform(0, 2.5, 600)  # disorder < lateness
+    stream = [
+        result(t, rng.uniform(), model=models[rng.choice(3, p=[0.5, 0.3, 0.2])]) for t in times
+    ]
+    stream += [stream[i] for i in rng.choice(len(stream), 60)]  # re-delivered
+    stream.insert(400, result(10.0, 0.5, model=models[0]))  # far too late: rejected
+    rng.shuffle(stream[:50])  # disorder within the first batches only stays under the lateness
+    accepted: dict[str, float] = {}
+    published: list[DriftReport] = []
+    for start in range(0, len(stream), 25):
+        to_share: list[Tick | DriftReport] = []
+        for model in models:
+            batch = [p for p in stream[start : start + 25] if p.message.model == model]
+            outputs, _ = windows[model].on_batch(enrich(batch))
+            to_share += [o for o in outputs if isinstance(o, Tick | DriftReport)]
+        for tick in (o for o in to_share if isinstance(o, Tick)):
+            accepted[f"{tick.model}@{tick.time}"] = tick.time
+        outputs, _ = share.on_batch(to_share)
+        published += [o.message for o in outputs]
+        share = ShareLogic(config, share.snapshot())  # resume from every snapshot
+    assert len(accepted) == 600 and len(published) > 50
+    for report in published:
+        start, end = report.window_start.timestamp(), report.window_end.timestamp()
+        everyone = sum(start <= t < end for t in accepted.values())
+        assert report.share == pytest.approx(report.n / everyone, abs=1e-12), report
