@@ -50,6 +50,17 @@ def flow_command(settings: Settings, flow_name: str) -> tuple[list[str], dict[st
     return [sys.executable, "-m", "bytewax.run", f"flows.{flow_name}:flow"], env
 
 
+def _terminate_with_parent() -> None:
+    """In the child, before exec: ask Linux for SIGTERM when the parent dies, so a `kill -9`
+    of `up` leaves no flow or gateway running on its own. Elsewhere a no-op."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 @dataclass
 class Child:
     name: str
@@ -69,6 +80,7 @@ class Child:
                 stdout=sink,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=_terminate_with_parent,
             )
         log.info(
             "started", extra={"child": self.name, "pid": self.proc.pid, "log": str(self.log_file)}
