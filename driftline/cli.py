@@ -5,7 +5,8 @@ driftline broker start|stop|status  the embedded Kafka broker (tansu)
 driftline data load                 write the training, monitor and out-of-domain sets to the lake
 driftline train [--only NAME] [--sample N]  train and register the four models in MLflow
 driftline models list|promote       registered versions and metrics; move an alias
-driftline flow NAME                 run one flow with recovery on (inference, lakewriter)
+driftline lake compact [--expire-days N]  merge small lake files; optionally expire snapshots
+driftline flow NAME                 run one flow with recovery on (see `driftline flow -h`)
 driftline gateway                   run the HTTP gateway
 driftline experiments list|show|put|delete [NAME] [--arm A=MODEL@ALIAS:W ...] [--mode bandit]
 driftline sql "SELECT ..."          query the lake (read-only, safe beside the writer)
@@ -62,6 +63,29 @@ def cmd_data(s: Settings, args: argparse.Namespace) -> int:
     from models import data
 
     print(json.dumps(data.load(s, seed=args.seed)))
+    return 0
+
+
+def cmd_lake(s: Settings, args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    import lakehouse
+    from lakehouse import maintenance
+
+    con = lakehouse.connect(s)
+    try:
+        before = maintenance.data_files(con)
+        merged = maintenance.compact(con)
+        report: dict[str, int] = {"files_before": before, "files_merged": merged}
+        if args.expire_days is not None:
+            expired = maintenance.expire(con, timedelta(days=args.expire_days))
+            report |= {
+                "snapshots_expired": expired.snapshots,
+                "files_deleted": expired.files_deleted,
+            }
+    finally:
+        con.close()
+    print(json.dumps(report))
     return 0
 
 
@@ -265,6 +289,17 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--features", nargs="+", choices=["tfidf", "embeddings"])
     t.add_argument("--quiet", action="store_true", help="no line per grid-search fit")
     t.set_defaults(fn=cmd_train)
+
+    lake = sub.add_parser("lake", help="lake upkeep")
+    lake.add_argument("action", choices=["compact"])
+    lake.add_argument(
+        "--expire-days",
+        type=float,
+        metavar="N",
+        help="also drop snapshots older than N days and delete their files (ends time travel "
+        "to them, including training lineage)",
+    )
+    lake.set_defaults(fn=cmd_lake)
 
     m = sub.add_parser("models", help="registered models").add_subparsers(
         dest="action", required=True

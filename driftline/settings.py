@@ -51,6 +51,8 @@ class Settings:
     """The lake writer commits when this many rows are buffered..."""
     lake_batch_seconds: float = 1.0
     """...or when the oldest buffered row is this old, whichever comes first."""
+    lake_compact_seconds: float = 300.0
+    """How often the lake writer merges its small files (0: never; `driftline lake compact`)."""
 
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8000

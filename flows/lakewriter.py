@@ -6,12 +6,15 @@ Rows are collected per table until `DRIFTLINE_LAKE_BATCH_SIZE` rows or
 `DRIFTLINE_LAKE_BATCH_SECONDS` seconds, whichever comes first, then written in one commit. The
 writer de-duplicates on each table's key, so the replay after a crash (Bytewax recovery
 re-reads about one snapshot interval) never adds a row twice. All batches go through one sink
-partition: a SQLite catalog takes one committing process at a time.
+partition: a SQLite catalog takes one committing process at a time. Every
+`DRIFTLINE_LAKE_COMPACT_SECONDS` that partition also merges the small files the batches leave
+(`lakehouse.maintenance`).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 
 import bytewax.operators as op
@@ -32,6 +35,7 @@ from driftline.topics import (
     InferenceResult,
 )
 from flows.wiring import Parsed, parse, publish, read, to_deadletter
+from lakehouse import maintenance
 from lakehouse.tables import TABLE_FOR, TABLES, Row
 
 log = logging.getLogger(__name__)
@@ -51,6 +55,8 @@ def to_row(parsed: Parsed) -> tuple[str, Row] | None:
 class _LakePartition(StatefulSinkPartition[Batch, None]):
     def __init__(self, settings: Settings) -> None:
         self._con = lakehouse.connect(settings)
+        self._compact_every = settings.lake_compact_seconds
+        self._compacted_at = time.monotonic()
 
     def write_batch(self, values: list[Batch]) -> None:
         for table_name, rows in values:
@@ -59,6 +65,10 @@ class _LakePartition(StatefulSinkPartition[Batch, None]):
                 "batch written",
                 extra={"table": table_name, "rows": written, "duplicates": len(rows) - written},
             )
+        if self._compact_every > 0 and time.monotonic() - self._compacted_at >= self._compact_every:
+            # Here, not in another process: the SQLite catalog takes one committer at a time.
+            maintenance.compact(self._con)
+            self._compacted_at = time.monotonic()
 
     def snapshot(self) -> None:
         return None

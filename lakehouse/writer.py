@@ -8,12 +8,12 @@ re-delivery and Bytewax replay after a crash never duplicate a row.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 
 import duckdb
 import pyarrow as pa
 
+from lakehouse.maintenance import retry_locked
 from lakehouse.tables import LakeTable, Row
 
 log = logging.getLogger(__name__)
@@ -48,18 +48,15 @@ def write_rows(
         return 0
     staging = pa.Table.from_pylist([{c: r.get(c) for c in table.columns} for r in rows])
     sql = _insert_sql(table)
-    for attempt in range(retries + 1):
+
+    def insert() -> tuple | None:
+        con.register("staging", staging)
         try:
-            con.register("staging", staging)
-            try:
-                inserted = con.execute(sql).fetchone()
-            finally:
-                con.unregister("staging")
-            break
-        except duckdb.Error as exc:
-            if "locked" not in str(exc).lower() or attempt == retries:
-                raise
-            time.sleep(0.05 * 2**attempt)
+            return con.execute(sql).fetchone()
+        finally:
+            con.unregister("staging")
+
+    inserted = retry_locked(insert, retries)
     count = int(inserted[0]) if inserted else 0
     log.debug("rows written", extra={"table": table.name, "rows": count, "offered": len(rows)})
     return count

@@ -48,6 +48,7 @@ def environment(s: Settings) -> dict[str, str]:
         "DRIFTLINE_GATEWAY_PORT": str(s.gateway_port),
         "DRIFTLINE_LAKE_BATCH_SECONDS": str(s.lake_batch_seconds),
         "DRIFTLINE_LAKE_BATCH_SIZE": str(s.lake_batch_size),
+        "DRIFTLINE_LAKE_COMPACT_SECONDS": str(s.lake_compact_seconds),
         "DRIFTLINE_MODEL_REFRESH_SECONDS": str(s.model_refresh_seconds),
         "DRIFTLINE_MONITOR_WINDOW_SECONDS": str(s.monitor_window_seconds),
         "DRIFTLINE_MONITOR_SLIDE_SECONDS": str(s.monitor_slide_seconds),
@@ -62,6 +63,7 @@ def make_settings(home: Path, **overrides: Any) -> Settings:
         "gateway_port": free_port(),
         "lake_batch_seconds": 0.3,
         "lake_batch_size": 200,
+        "lake_compact_seconds": 5.0,  # compaction runs beside readers and the kill -9 test
         "model_refresh_seconds": 1.0,
         # Short monitor windows, so drift shows within seconds (tests/integration/test_monitor.py).
         "monitor_window_seconds": 20.0,
