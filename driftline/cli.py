@@ -6,6 +6,7 @@ driftline data load                 write the training, monitor and out-of-domai
 driftline train [--only NAME] [--sample N]  train and register the four models in MLflow
 driftline models list|promote       registered versions and metrics; move an alias
 driftline lake compact [--expire-days N]  merge small lake files; optionally expire snapshots
+driftline simulate [--drift-at 0.5] replay the monitor set through the gateway (see --help)
 driftline flow NAME                 run one flow with recovery on (see `driftline flow -h`)
 driftline gateway                   run the HTTP gateway
 driftline experiments list|show|put|delete [NAME] [--arm A=MODEL@ALIAS:W ...] [--mode bandit]
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import os
 import shutil
@@ -87,6 +89,25 @@ def cmd_lake(s: Settings, args: argparse.Namespace) -> int:
         con.close()
     print(json.dumps(report))
     return 0
+
+
+def cmd_simulate(s: Settings, args: argparse.Namespace) -> int:
+    from driftline import simulate
+
+    options = simulate.Options(
+        passes=args.passes,
+        sample=args.sample,
+        days=args.days,
+        feedback=tuple(args.feedback),
+        flip=tuple(args.flip),
+        drift_at=args.drift_at,
+        drift_source=args.drift_source,
+        subjects=args.subjects,
+        seed=args.seed,
+    )
+    outcome = simulate.simulate(s, options, args.gateway)
+    print(json.dumps(dataclasses.asdict(outcome) | {"seconds": round(outcome.seconds, 1)}))
+    return 0 if outcome.scored else 1
 
 
 def cmd_models(s: Settings, args: argparse.Namespace) -> int:
@@ -289,6 +310,35 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--features", nargs="+", choices=["tfidf", "embeddings"])
     t.add_argument("--quiet", action="store_true", help="no line per grid-search fit")
     t.set_defaults(fn=cmd_train)
+
+    from driftline.simulate import Options
+
+    defaults = Options()
+    sim = sub.add_parser(
+        "simulate",
+        help="replay the monitor set through the gateway, with feedback and drift",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    sim.add_argument("--passes", type=int, default=defaults.passes, help="feedback rounds")
+    sim.add_argument("--sample", type=float, default=defaults.sample, help="share per pass")
+    sim.add_argument("--days", type=float, default=defaults.days, help="event-time span")
+    for name, meaning in (("feedback", "share given feedback"), ("flip", "share of wrong scores")):
+        sim.add_argument(
+            f"--{name}",
+            type=float,
+            nargs=2,
+            default=getattr(defaults, name),
+            metavar=("LO", "HI"),
+            help=f"{meaning}, drawn per pass from [LO, HI]",
+        )
+    sim.add_argument(
+        "--drift-at", type=float, help="share of the span after which texts drift; none if absent"
+    )
+    sim.add_argument("--drift-source", choices=["sms", "neutral"], default=defaults.drift_source)
+    sim.add_argument("--subjects", type=int, default=defaults.subjects, help="user pool size")
+    sim.add_argument("--seed", type=int, default=defaults.seed)
+    sim.add_argument("--gateway", help="base URL; the configured gateway when absent")
+    sim.set_defaults(fn=cmd_simulate)
 
     lake = sub.add_parser("lake", help="lake upkeep")
     lake.add_argument("action", choices=["compact"])

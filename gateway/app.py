@@ -86,7 +86,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def post_inference(body: InferenceIn) -> Any:
         request = InferenceRequest(
             inference_id=uuid.uuid4(),
-            created_at=now(),
+            created_at=body.created_at or now(),
             data=body.data,
             subject=body.subject,
             log_to_lakehouse=body.log_to_lakehouse,

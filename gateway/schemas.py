@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from driftline.ab import Arm
-from driftline.topics import InferenceResult, ModelRef, Probability
+from driftline.topics import InferenceResult, ModelRef, Probability, UtcDatetime, utc_now
+
+FUTURE_SKEW = timedelta(minutes=1)
+"""Clock skew tolerated between a client's `created_at` and the gateway's clock."""
 
 
 class _Body(BaseModel):
@@ -28,6 +31,18 @@ class InferenceIn(_Body):
     models: list[ModelRef] | None = Field(
         None, min_length=1, description="Explicit candidates; one is picked per subject."
     )
+    created_at: UtcDatetime | None = Field(
+        None,
+        description="Event time, for backfills and simulations (timezone required, not in the "
+        "future); the time of the request when absent. Monitoring windows use it.",
+    )
+
+    @field_validator("created_at")
+    @classmethod
+    def _not_in_the_future(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value > utc_now() + FUTURE_SKEW:
+            raise ValueError("created_at is in the future")
+        return value
 
 
 class InferenceOut(BaseModel):

@@ -111,6 +111,19 @@ def read_training(settings: Settings, sample: int | None = None, seed: int = 42)
     return TrainingData(frame.reset_index(drop=True), snapshot)
 
 
+def read_set(settings: Settings, table: str, seed: int = 42) -> pd.DataFrame:
+    """A data-set table (`sentiment_monitor`, `ood_texts`), loading the data sets if missing."""
+    if table not in DATASETS:
+        raise ValueError(f"unknown data set {table!r}; known: {sorted(DATASETS)}")
+    if _read(settings) is None:
+        load(settings, seed)
+    con = lakehouse.connect(settings, read_only=True)
+    try:
+        return con.execute(f"SELECT * FROM lake.{table} ORDER BY ALL").df()
+    finally:
+        con.close()
+
+
 def _read(settings: Settings) -> tuple[pd.DataFrame, int] | None:
     try:
         con = lakehouse.connect(settings, read_only=True)

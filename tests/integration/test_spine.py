@@ -118,6 +118,8 @@ def test_result_can_be_fetched_again_and_unknown_ids_are_404(client: httpx.Clien
         ({"data": 42}, "valid string"),
         ({"data": "x", "unexpected": 1}, "Extra inputs"),
         ({"data": "x", "log_to_lakehouse": "maybe"}, "valid boolean"),
+        ({"data": "x", "created_at": "2026-01-01T00:00:00"}, "must carry a timezone"),
+        ({"data": "x", "created_at": "2999-01-01T00:00:00Z"}, "in the future"),
     ],
 )
 def test_malformed_inference_bodies_get_422_with_reason(
