@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import json
 import os
 import shutil
@@ -106,7 +105,7 @@ def cmd_simulate(s: Settings, args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     outcome = simulate.simulate(s, options, args.gateway)
-    print(json.dumps(dataclasses.asdict(outcome) | {"seconds": round(outcome.seconds, 1)}))
+    print(json.dumps(outcome.summary()))
     return 0 if outcome.scored else 1
 
 

@@ -146,6 +146,19 @@ class Outcome:
     arms: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
 
+    def summary(self) -> dict[str, object]:
+        """JSON-ready figures of the run."""
+        return {
+            "requests": self.requests,
+            "scored": self.scored,
+            "feedback": self.feedback,
+            "drifted": self.drifted,
+            "failed": dict(self.failed),
+            "arms": dict(self.arms),
+            "requests_per_second": round(self.requests / self.seconds, 1) if self.seconds else None,
+            "seconds": round(self.seconds, 1),
+        }
+
 
 def run(settings: Settings, steps: Sequence[Step], base_url: str | None = None) -> Outcome:
     """Send every step to the gateway in order; logs progress about every 10%."""

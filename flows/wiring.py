@@ -23,7 +23,7 @@ from bytewax.connectors.kafka import operators as kop
 from bytewax.dataflow import Dataflow, Stream
 from pydantic import ValidationError
 
-from driftline.kafka import producer_config
+from driftline.kafka import FETCH_WAIT_MS, producer_config
 from driftline.settings import Settings
 from driftline.topics import DEADLETTER, DeadLetter, Message, Topic, decode, message_key
 
@@ -59,6 +59,7 @@ def read(step_id: str, flow: Dataflow, settings: Settings, topics: list[Topic]) 
         brokers=settings.broker_list,
         topics=[t.name(settings) for t in topics],
         batch_size=settings.flow_batch_size,
+        add_config={"fetch.wait.max.ms": str(FETCH_WAIT_MS)},
     )
     op.inspect(f"{step_id}_errors", out.errs, _log_consumer_error)
     return out.oks

@@ -161,7 +161,12 @@ class KafkaBridge:
     def _consume(self) -> None:
         assert self._consumer is not None
         while not self._stop.is_set():
-            messages = self._consumer.consume(500, timeout=0.1)
+            # Wait for one result, then take what else is there: `consume(n, timeout)` alone
+            # would hold every result until n arrive or the timeout passes.
+            first = self._consumer.poll(0.1)
+            if first is None:
+                continue
+            messages = [first, *self._consumer.consume(499, timeout=0)]
             results = []
             for msg in messages:
                 if msg.error() is not None:

@@ -3,6 +3,7 @@ lands in the lake with the planned event time."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -28,6 +29,8 @@ def test_a_small_simulation_lands_in_the_lake_with_its_event_times(live: Stack) 
     assert (outcome.requests, outcome.scored, outcome.failed) == (len(steps), len(steps), {})
     assert outcome.feedback == planned_feedback and planned_feedback > 0
     assert 0 < outcome.drifted < len(steps)
+    summary = json.loads(json.dumps(outcome.summary()))  # what `driftline simulate` prints
+    assert summary["scored"] == len(steps) and sum(summary["arms"].values()) == len(steps)
 
     expected = {(step.created_at, step.text): len(step.feedback) for step in steps}
     first, last = steps[0].created_at, steps[-1].created_at
