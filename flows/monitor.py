@@ -22,11 +22,11 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, TypeGuard, cast
 
 import bytewax.operators as op
 import numpy as np
-from bytewax.dataflow import Dataflow
+from bytewax.dataflow import Dataflow, Stream
 from bytewax.operators import StatefulBatchLogic
 
 from driftline import logs, settings
@@ -111,9 +111,9 @@ class Enricher:
                     Event(
                         str(r.inference_id),
                         r.created_at.timestamp(),
-                        float(r.prediction),
+                        float(p[i]),
                         float(calibrated[i]),
-                        int(r.label if r.label is not None else r.prediction >= r.threshold),
+                        int(r.label if r.label is not None else p[i] >= r.threshold),
                         encode_row(rows[i : i + 1]),
                         origin=g,
                     )
@@ -177,7 +177,7 @@ class WindowLogic(StatefulBatchLogic):
         return None if self.window is None else self.window.to_state()
 
 
-def _outgoing(out: Output) -> list[Outgoing | DriftReport]:
+def _outgoing(out: Output) -> list[Outgoing | Tick | DriftReport]:
     """Alerts to publish; reports go on to the share step first."""
     return [*out.reports, *(Outgoing(ALERTS, a) for a in out.alerts)]
 
@@ -213,6 +213,10 @@ class ShareLogic(StatefulBatchLogic):
         return self.share.to_state()
 
 
+def _is_dead_letter(item: Parsed | Event | DeadLetter) -> TypeGuard[DeadLetter]:
+    return isinstance(item, DeadLetter)
+
+
 def _for_share(item: Outgoing | Tick | DriftReport) -> bool:
     return not isinstance(item, Outgoing)
 
@@ -231,7 +235,9 @@ def build(
     if references is None:
         from models.reference import load_reference
 
-        references = functools.partial(load_reference, s)
+        # `models.reference.Reference` has every field the window reads.
+        references = cast(ReferenceProvider, functools.partial(load_reference, s))
+    provide: ReferenceProvider = references
     if featurize is None:
         from models.serving import ModelCache
 
@@ -244,10 +250,10 @@ def build(
     raw = read("in", flow, s, [RESULTS, LABELED])
     parsed, dead = parse("parse", raw, FLOW, s, [RESULTS, LABELED])
     wanted = op.filter("monitored", parsed, monitored)
-    enriched = op.flat_map_batch("features", wanted, Enricher(references, featurize))
-    split = op.branch("enriched", enriched, lambda x: isinstance(x, DeadLetter))
-    keyed = op.key_on("by_model", split.falses, _key)
-    windows = op.stateful_batch("window", keyed, lambda resume: WindowLogic(references, s, resume))
+    enriched = op.flat_map_batch("features", wanted, Enricher(provide, featurize))
+    split = op.branch("enriched", enriched, _is_dead_letter)
+    keyed = op.key_on("by_model", cast(Stream[Parsed | Event], split.falses), _key)
+    windows = op.stateful_batch("window", keyed, lambda resume: WindowLogic(provide, s, resume))
     outputs = op.branch("for_share", op.map("unkey", windows, lambda kv: kv[1]), _for_share)
     shares = op.stateful_batch(
         "share",

@@ -446,7 +446,8 @@ class ModelWindow:
         cls, state: dict[str, Any], reference: Reference, config: Settings
     ) -> ModelWindow:
         """Rebuild from `to_state()` with the model's reference."""
-        w = cls(*state["model"], reference, config)
+        name, version = state["model"]
+        w = cls(name, version, reference, config)
         w.window = {s[0]: Event(*s) for s in state["window"]}
         w.pending = {s[0]: Event(*s) for s in state["pending"]}
         w._queue = sorted(

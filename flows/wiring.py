@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, TypeGuard, TypeVar, cast
 
 import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaError, KafkaSink, KafkaSinkMessage, KafkaSourceMessage
@@ -109,11 +109,14 @@ def parse(
             return dead_letter(flow_name, raw, _reason(exc))
         return Parsed(message, raw.topic or "", raw.partition, raw.offset)
 
-    branches = op.branch(
-        f"{step_id}_ok", op.map(step_id, up, attempt), lambda x: isinstance(x, Parsed)
-    )
-    dead = op.map(f"{step_id}_dead", branches.falses, _log_dead_letter)
-    return branches.trues, dead
+    branches = op.branch(f"{step_id}_ok", op.map(step_id, up, attempt), _is_parsed)
+    # Whatever is not parsed is a dead letter.
+    letters = cast(Stream[DeadLetter], branches.falses)
+    return branches.trues, op.map(f"{step_id}_dead", letters, _log_dead_letter)
+
+
+def _is_parsed(item: Parsed | DeadLetter) -> TypeGuard[Parsed]:
+    return isinstance(item, Parsed)
 
 
 def _log_dead_letter(letter: DeadLetter) -> DeadLetter:

@@ -29,7 +29,14 @@ import lakehouse
 from driftline.ab import Experiment
 from driftline.ab.store import ExperimentStore, current, missing_models
 from driftline.settings import Settings
-from driftline.topics import FEEDBACK, REQUESTS, Feedback, InferenceRequest, InferenceResult
+from driftline.topics import (
+    FEEDBACK,
+    REQUESTS,
+    Feedback,
+    InferenceRequest,
+    InferenceResult,
+    ModelRef,
+)
 from driftline.topics import utc_now as now
 from gateway.bridge import BrokerUnavailable, KafkaBridge
 from gateway.schemas import (
@@ -93,8 +100,8 @@ def create_app(settings: Settings) -> FastAPI:
             experiment=body.experiment,
             models=body.models,
         )
-        named = body.experiment not in (None, settings.default_experiment)
-        if named and await asyncio.to_thread(experiments.get, body.experiment) is None:
+        named = body.experiment is not None and body.experiment != settings.default_experiment
+        if named and await asyncio.to_thread(experiments.get, body.experiment or "") is None:
             return problem(404, f"no experiment {body.experiment!r}", request.inference_id)
         try:
             result = await score(request, settings.inference_timeout)
@@ -244,7 +251,7 @@ def _from_lake(settings: Settings, inference_id: UUID) -> InferenceOut | None:
         return None
     return InferenceOut(
         inference_id=row[0],
-        model={"name": row[1], "version": row[2]},
+        model=ModelRef(name=row[1], version=row[2]),
         prediction=row[3],
         label=row[4],
         created_at=row[5],

@@ -142,6 +142,6 @@ def _read(settings: Settings) -> tuple[pd.DataFrame, int] | None:
         con.execute("COMMIT")
     finally:
         con.close()
-    if frame.empty:
+    if frame.empty or snapshot is None:
         return None
     return frame, int(snapshot[0])

@@ -218,6 +218,7 @@ def _train_one(
 ) -> TrainedModel:
     import mlflow
     import mlflow.sklearn
+    from mlflow.data.pandas_dataset import from_pandas
     from mlflow.models import infer_signature
 
     train_rows, test_rows = lake.part("train"), lake.part("test")
@@ -279,7 +280,7 @@ def _train_one(
         for context, rows in (("training", train_rows), ("testing", test_rows)):
             with warnings.catch_warnings():  # "integer columns cannot hold missing values": ok
                 warnings.simplefilter("ignore", UserWarning)
-                dataset = mlflow.data.from_pandas(
+                dataset = from_pandas(
                     rows[["row_id", "text", "label"]],
                     name=f"sentiment_train@{lake.snapshot_id}/{context}",
                     targets="label",

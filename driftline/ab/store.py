@@ -139,7 +139,7 @@ def default_experiment(
     )
     models = {name: found for name, found in registered(settings).items() if any(found)}
     other = most_different(settings.default_model, list(models))
-    arms = (served,)
+    arms: tuple[Arm, ...] = (served,)
     if other is not None:
         aliases, latest = models[other]
         if settings.default_alias in aliases or not latest:
@@ -206,12 +206,13 @@ def current(
     experiments = {e.name: e for e in store.list()}
     name = settings.default_experiment
     if name not in experiments:
+        default: Experiment | None
         try:
             default, complete = default_experiment(settings, registered)
         except Exception:  # registry unreachable: keep serving what we had
             log.exception("cannot build the default experiment")
             default, complete = fallback, False
-        if complete:
+        if complete and default is not None:
             store.put(default)
         if default is not None:
             experiments[name] = default
