@@ -37,6 +37,8 @@ class Settings:
     default_model: str = "sentiment_logreg_tfidf"
     """Registered model served when a request names no model (issue: experiments replace it)."""
     default_alias: str = "champion"
+    model_cache_size: int = 8
+    """Model versions a process keeps loaded (least recently used ones are unloaded)."""
     model_refresh_seconds: float = 10.0
     """How often a flow re-resolves an alias, so a promotion is picked up without a restart."""
     threshold: float = 0.5

@@ -2,13 +2,15 @@
 
 `ModelCache` resolves `name@alias` to a version at most every `refresh_seconds`, so moving an
 alias (`driftline models promote`) reaches running flows without a restart, while the model
-itself is loaded only once per version.
+itself is loaded only once per version. It keeps the `DRIFTLINE_MODEL_CACHE_SIZE` most recently
+used versions, so a long-running flow does not hold every version an alias ever pointed to.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -49,14 +51,18 @@ class ModelCache:
         settings: Settings,
         refresh_seconds: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        loader: Callable[[str, str], Any] | None = None,
     ) -> None:
         self._settings = settings
+        self._load = loader or (
+            lambda name, version: registry.load_sklearn(settings, name, version)
+        )
         self._refresh = (
             settings.model_refresh_seconds if refresh_seconds is None else refresh_seconds
         )
         self._clock = clock
         self._aliases: dict[tuple[str, str], tuple[str, float]] = {}
-        self._models: dict[tuple[str, str], LoadedModel] = {}
+        self._models: OrderedDict[tuple[str, str], LoadedModel] = OrderedDict()
 
     def version_of(self, name: str, alias: str) -> str:
         now = self._clock()
@@ -77,10 +83,14 @@ class ModelCache:
 
     def get_version(self, name: str, version: str) -> LoadedModel:
         key = (name, version)
-        if key not in self._models:
+        if key in self._models:
+            self._models.move_to_end(key)
+        else:
             started = time.perf_counter()
-            estimator = registry.load_sklearn(self._settings, name, version)
-            self._models[key] = LoadedModel(name, version, estimator)
+            self._models[key] = LoadedModel(name, version, self._load(name, version))
+            while len(self._models) > self._settings.model_cache_size:
+                (old_name, old_version), _ = self._models.popitem(last=False)
+                log.info("model unloaded", extra={"model": old_name, "version": old_version})
             log.info(
                 "model loaded",
                 extra={
