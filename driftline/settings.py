@@ -88,6 +88,9 @@ class Settings:
     monitor_lateness_seconds: float = 30.0
     """Allowed lateness: a window is emitted once the newest event time is this far past its end;
     results older than that go to the dead letters."""
+    monitor_idle_seconds: float = 300.0
+    """After this much wall time without results for a model, its watermark moves on with the
+    wall clock, so its last windows are emitted even if traffic stops (0: only events move it)."""
     monitor_ks_bins: int = 1000
     """Histogram bins of the sliding KS (D is within about 1/bins of the exact D)."""
     monitor_domain_rows: int = 500

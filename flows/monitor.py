@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any, TypeGuard, cast
 
 import bytewax.operators as op
@@ -126,7 +128,8 @@ class WindowLogic(StatefulBatchLogic):
 
     Each micro-batch is applied feedback first, then results in event-time order: a batch
     mixing partitions (a backlog after a restart, say) is in order before the watermark moves,
-    so only disorder across batches counts against the allowed lateness.
+    so only disorder across batches counts against the allowed lateness. Bytewax calls
+    `on_notify` at `notify_at`, when idleness would close the open window (`ModelWindow.idle`).
     """
 
     def __init__(
@@ -134,13 +137,16 @@ class WindowLogic(StatefulBatchLogic):
         references: ReferenceProvider,
         config: Settings,
         resume: dict[str, Any] | None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._references = references
         self._config = config
+        self._clock = clock
         self.window: ModelWindow | None = None
         if resume is not None:
             reference = references(*resume["model"])
             self.window = ModelWindow.from_state(resume, reference, config)
+            self.window.event_clock.resume(clock())
 
     def _window(self, model: ModelRef) -> ModelWindow:
         if self.window is None:
@@ -160,7 +166,7 @@ class WindowLogic(StatefulBatchLogic):
     def _apply(self, value: Parsed | Event) -> list[Outgoing | Tick | DriftReport]:
         if isinstance(value, Event):
             model = value.origin.message.model
-            out = self._window(model).add_result(value)
+            out = self._window(model).add_result(value, now=self._clock())
             if out.rejected is not None:
                 return [to_deadletter(_letter(value.origin, out.rejected))]
             if not out.duplicate:
@@ -172,6 +178,14 @@ class WindowLogic(StatefulBatchLogic):
         else:
             out = self.window.add_labeled(value.message)
         return _outgoing(out)
+
+    def notify_at(self) -> datetime | None:
+        wake = None if self.window is None else self.window.wake_at()
+        return None if wake is None else datetime.fromtimestamp(wake, UTC)
+
+    def on_notify(self) -> tuple[Iterable[Outgoing | Tick | DriftReport], bool]:
+        assert self.window is not None  # notify_at is None without a window
+        return _outgoing(self.window.idle(self._clock())), StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> dict[str, Any] | None:
         return None if self.window is None else self.window.to_state()
@@ -185,16 +199,35 @@ def _outgoing(out: Output) -> list[Outgoing | Tick | DriftReport]:
 class ShareLogic(StatefulBatchLogic):
     """Bytewax state of the single share key: a `TrafficShare`."""
 
-    def __init__(self, config: Settings, resume: dict[str, Any] | None) -> None:
+    def __init__(
+        self,
+        config: Settings,
+        resume: dict[str, Any] | None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.share = TrafficShare(config, resume)
+        self._clock = clock
+        if resume is not None:
+            self.share.event_clock.resume(clock())
 
     def on_batch(self, values: list[Tick | DriftReport]) -> tuple[Iterable[Outgoing], bool]:
+        now = self._clock()
         for value in values:
             if isinstance(value, Tick):
-                self.share.add_tick(value)
+                self.share.add_tick(value, now)
             else:
                 self.share.add_report(value)
-        reports = self.share.ready()
+        return self._publish(now)
+
+    def notify_at(self) -> datetime | None:
+        wake = self.share.wake_at()
+        return None if wake is None else datetime.fromtimestamp(wake, UTC)
+
+    def on_notify(self) -> tuple[Iterable[Outgoing], bool]:
+        return self._publish(self._clock())
+
+    def _publish(self, now: float) -> tuple[Iterable[Outgoing], bool]:
+        reports = self.share.ready(now)
         for report in reports:
             log.info(
                 "drift report",

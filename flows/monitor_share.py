@@ -30,6 +30,7 @@ from typing import Any
 
 from driftline.settings import Settings
 from driftline.topics import DriftReport, decode
+from flows.watermark import Watermark
 
 
 @dataclass(frozen=True)
@@ -56,28 +57,39 @@ class TrafficShare:
         state = state or {}
         self.counts: dict[int, dict[str, int]] = state.get("counts", {})
         """Bucket index (event time // width) -> model -> accepted results."""
-        self.newest: float = state.get("newest", -math.inf)
+        self.event_clock = Watermark(self._lateness, config.monitor_idle_seconds, state)
         self.floor: int | None = state.get("floor")
         """The oldest bucket still counted; older ones were dropped."""
         self.waiting: list[DriftReport] = [decode(DriftReport, r) for r in state.get("waiting", [])]
 
-    def add_tick(self, tick: Tick) -> None:
+    def add_tick(self, tick: Tick, now: float | None = None) -> None:
         bucket = math.floor(tick.time / self._width)
         models = self.counts.setdefault(bucket, {})
         models[tick.model] = models.get(tick.model, 0) + 1
-        self.newest = max(self.newest, tick.time)
+        self.event_clock.observe(tick.time, now)
 
     def add_report(self, report: DriftReport) -> None:
         self.waiting.append(report)
 
-    def ready(self) -> list[DriftReport]:
-        """The waiting reports whose window every model's traffic has passed, with `share`."""
-        watermark = self.newest - self._lateness
+    def ready(self, now: float | None = None) -> list[DriftReport]:
+        """The waiting reports whose window every model's traffic has passed, with `share`.
+
+        `now` (wall time) lets the watermark move on once all traffic stopped.
+        """
+        if now is not None:
+            self.event_clock.idle(now)
+        watermark = self.event_clock.value
         done = [r for r in self.waiting if r.window_end.timestamp() <= watermark]
         self.waiting = [r for r in self.waiting if r.window_end.timestamp() > watermark]
         out = [r.model_copy(update={"share": self._share(r)}) for r in done]
-        self._forget_before(self.newest - self._keep)
+        self._forget_before(self.event_clock.newest - self._keep)
         return out
+
+    def wake_at(self) -> float | None:
+        """Wall time at which idleness would release the first waiting report."""
+        if not self.waiting:
+            return None
+        return self.event_clock.wake_at(min(r.window_end.timestamp() for r in self.waiting))
 
     def count(self, model: str, start: float, end: float) -> int:
         return sum(self.counts.get(b, {}).get(model, 0) for b in self._buckets(start, end))
@@ -88,7 +100,7 @@ class TrafficShare:
     def to_state(self) -> dict[str, Any]:
         return {
             "counts": {b: dict(models) for b, models in self.counts.items()},
-            "newest": self.newest,
+            **self.event_clock.to_state(),
             "floor": self.floor,
             "waiting": [r.to_json() for r in self.waiting],
         }

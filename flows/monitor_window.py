@@ -10,7 +10,9 @@ Windows are aligned to multiples of `slide` since the Unix epoch and are half-op
 `[end - length, end)`. The watermark is the newest result time seen minus the allowed lateness;
 the window ending at `end` is emitted once the watermark reaches `end`, so results up to the
 allowed lateness behind the newest one still count in their window. A result older than the
-watermark (or than the open window) is rejected and becomes a dead letter.
+watermark (or than the open window) is rejected and becomes a dead letter. When a model gets no
+results for `monitor_idle_seconds` of wall time, its watermark moves on with the wall clock
+(`idle`), so its last windows are emitted even if its traffic stops.
 
 Example: two results in the window ending at 60 s, then one at 75 s moves the watermark
 (lateness 5 s) past 60 s and the window is emitted:
@@ -57,6 +59,7 @@ from driftline.topics import (
     ModelRef,
     utc_now,
 )
+from flows.watermark import Watermark
 
 DOMAIN_FOLDS = 5
 """Folds of the domain classifier's out-of-fold AUC."""
@@ -199,7 +202,7 @@ class ModelWindow:
         """Feedback whose result has not arrived yet: id -> (time, count, mean)."""
         self.end: float | None = None
         """End of the open window; None before the first result."""
-        self.newest = -math.inf
+        self.event_clock = Watermark(config.monitor_lateness_seconds, config.monitor_idle_seconds)
         self.emissions = 0
         self.firing: set[str] = set()
 
@@ -207,7 +210,19 @@ class ModelWindow:
 
     @property
     def watermark(self) -> float:
-        return self.newest - self.config.monitor_lateness_seconds
+        return self.event_clock.value
+
+    def idle(self, now: float) -> Output:
+        """Emit the windows the wall clock closes once results stopped (`flows.watermark`)."""
+        if self.event_clock.idle(now) and self.end is not None:
+            return self._advance()
+        return Output()
+
+    def wake_at(self) -> float | None:
+        """Wall time at which `idle` would close the open window; None if nothing would."""
+        if self.end is None or not (self.window or self.pending):
+            return None
+        return self.event_clock.wake_at(self.end)
 
     def _next_boundary(self, time: float) -> float:
         """The first slide boundary after `time`: the end of the first window holding it."""
@@ -218,8 +233,11 @@ class ModelWindow:
         assert self.end is not None
         return self.end - self.config.monitor_window_seconds
 
-    def add_result(self, event: Event) -> Output:
-        """Add one scored result; emits every window the advancing watermark closes."""
+    def add_result(self, event: Event, now: float | None = None) -> Output:
+        """Add one scored result; emits every window the advancing watermark closes.
+
+        `now` is the wall time (for `idle`); without it idleness is not tracked.
+        """
         if event.inference_id in self.window or event.inference_id in self.pending:
             return Output(duplicate=True)  # re-delivered: counted once
         if self.end is None:
@@ -239,7 +257,7 @@ class ModelWindow:
             self._enter(event)
         else:
             self.pending[event.inference_id] = event
-        self.newest = max(self.newest, event.time)
+        self.event_clock.observe(event.time, now)
         return self._advance()
 
     def add_labeled(self, labeled: Labeled) -> Output:
@@ -432,7 +450,7 @@ class ModelWindow:
             "pending": [e.state() for e in self.pending.values()],
             "early_feedback": dict(self.early_feedback),
             "end": self.end,
-            "newest": self.newest,
+            **self.event_clock.to_state(),
             "emissions": self.emissions,
             "firing": sorted(self.firing),
             "ks": self.ks.to_state(),
@@ -454,7 +472,10 @@ class ModelWindow:
             (e.time, e.inference_id) for e in (*w.window.values(), *w.pending.values())
         )
         w.early_feedback = dict(state["early_feedback"])
-        w.end, w.newest, w.emissions = state["end"], state["newest"], state["emissions"]
+        w.end, w.emissions = state["end"], state["emissions"]
+        w.event_clock = Watermark(
+            config.monitor_lateness_seconds, config.monitor_idle_seconds, state
+        )
         w.firing = set(state["firing"])
         w.ks = SlidingKS.from_state(state["ks"])
         w.cbpe = CBPE.from_state(state["cbpe"])

@@ -53,6 +53,7 @@ def environment(s: Settings) -> dict[str, str]:
         "DRIFTLINE_MONITOR_WINDOW_SECONDS": str(s.monitor_window_seconds),
         "DRIFTLINE_MONITOR_SLIDE_SECONDS": str(s.monitor_slide_seconds),
         "DRIFTLINE_MONITOR_LATENESS_SECONDS": str(s.monitor_lateness_seconds),
+        "DRIFTLINE_MONITOR_IDLE_SECONDS": str(s.monitor_idle_seconds),
     }
 
 
@@ -69,6 +70,7 @@ def make_settings(home: Path, **overrides: Any) -> Settings:
         "monitor_window_seconds": 20.0,
         "monitor_slide_seconds": 2.0,
         "monitor_lateness_seconds": 3.0,
+        "monitor_idle_seconds": 10.0,  # windows of a model that stops getting traffic close
     }
     return settings.load(**(values | overrides))
 

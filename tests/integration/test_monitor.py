@@ -65,7 +65,8 @@ def test_out_of_domain_texts_raise_feature_and_prediction_drift_and_an_alert(liv
     send(s, producer, tweets, seconds=10)
     switched = utc_now()
     send(s, producer, sms, seconds=20)  # one window length: the last window is mostly SMS
-    last_end = utc_now().timestamp() - s.monitor_lateness_seconds - slide
+    sent_until = utc_now().timestamp()
+    last_end = sent_until - s.monitor_lateness_seconds - slide
 
     def after_switch() -> tuple[DriftReport, list[DriftReport]] | None:
         # Per model: the last window before the switch, those holding a full slide of SMS, up
@@ -110,6 +111,15 @@ def test_out_of_domain_texts_raise_feature_and_prediction_drift_and_an_alert(liv
         )
 
     assert wait_until(stored, timeout=20) == [(last.n, last.ks_d, last.domain_auc)]
+
+    def closed_by_idleness() -> list[DriftReport] | None:
+        # No result is newer than `sent_until`, so only the wall clock can close a window
+        # ending after it (DRIFTLINE_MONITOR_IDLE_SECONDS without traffic).
+        found = [r for r in reports(s) if r.window_end.timestamp() > sent_until + slide]
+        return found or None
+
+    idle_limit = s.monitor_idle_seconds + s.monitor_lateness_seconds + 3 * slide + 15
+    assert all(r.share is not None for r in wait_until(closed_by_idleness, timeout=idle_limit))
 
 
 def test_monitor_resumes_after_kill_9_and_counts_every_result_once(live: Stack) -> None:

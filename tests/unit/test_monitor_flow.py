@@ -130,3 +130,77 @@ def test_share_matches_a_brute_force_count_over_all_models() -> None:
         start, end = report.window_start.timestamp(), report.window_end.timestamp()
         everyone = sum(start <= t < end for t in accepted.values())
         assert report.share == pytest.approx(report.n / everyone, abs=1e-12), report
+
+
+class Clock:
+    """Wall time the test sets by hand."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_idle_models_get_their_last_windows_emitted_by_the_wall_clock() -> None:
+    """Traffic stops: after `idle` seconds of wall time the watermark moves on at wall-clock
+    pace, Bytewax is asked to wake the logic then, and the open window is reported and shared."""
+    config = window_settings(length=10, slide=5, lateness=1, idle_seconds=30)
+    clock = Clock(1000.0)
+    enrich = Enricher(lambda n, v: REF, lambda n, v, texts: np.ones((len(texts), 3)))
+    logic = WindowLogic(lambda n, v: REF, config, None, clock=clock)
+    share = ShareLogic(config, None, clock=clock)
+    outputs, _ = logic.on_batch(enrich([result(t, 0.6) for t in (1, 2, 5.5)]))
+    assert not [o for o in outputs if isinstance(o, DriftReport)]  # watermark 4.5: none closed
+    assert share.on_batch(outputs)[0] == []
+    # The window ending at 5 closes once the watermark reaches 5: 30 s idle, then 0.5 s more.
+    assert logic.notify_at() == datetime.fromtimestamp(1030.5, UTC)
+    clock.now = 1030.0
+    assert logic.on_notify()[0] == []
+    clock.now = 1030.5
+    [report] = [o for o in logic.on_notify()[0] if isinstance(o, DriftReport)]
+    assert (report.window_end.timestamp(), report.n) == (5.0, 2)
+    # The share step has seen the same traffic, so its own idle watermark releases it at once.
+    [published] = share.on_batch([report])[0]
+    assert published.message.n == 2 and published.message.share == 1.0
+    assert share.notify_at() is None  # nothing left waiting
+    # Then the window ending at 10, five seconds of wall time later; a result older than the
+    # moved watermark is late now.
+    assert logic.notify_at() == datetime.fromtimestamp(1035.5, UTC)
+    clock.now = 1035.5
+    [later] = [o for o in logic.on_notify()[0] if isinstance(o, DriftReport)]
+    assert (later.window_end.timestamp(), later.n) == (10.0, 3)
+    [late] = logic.on_batch(enrich([result(9.5, 0.5)]))[0]
+    assert late.message.reason.startswith("late: event time 9.500s")
+
+
+def test_the_share_step_waits_for_its_own_watermark_then_wakes_itself() -> None:
+    config = window_settings(length=10, slide=5, lateness=1, idle_seconds=30)
+    clock = Clock(1000.0)
+    share = ShareLogic(config, None, clock=clock)
+    enrich = Enricher(lambda n, v: REF, lambda n, v, texts: np.ones((len(texts), 3)))
+    logic = WindowLogic(lambda n, v: REF, config, None, clock=clock)
+    ticks = [o for o in logic.on_batch(enrich([result(t, 0.6) for t in (1, 2, 5.5)]))[0]]
+    clock.now = 1030.5
+    [report] = [o for o in logic.on_notify()[0] if isinstance(o, DriftReport)]
+    clock.now = 1010.0  # the report reaches the share step before its idle time is up
+    assert share.on_batch([*ticks, report])[0] == []
+    assert share.notify_at() == datetime.fromtimestamp(1040.5, UTC)  # idleness from 1010
+    clock.now = 1040.5
+    [published] = share.on_notify()[0]
+    assert published.message.share == 1.0
+
+
+def test_a_restart_does_not_count_downtime_as_idleness() -> None:
+    config = window_settings(length=10, slide=5, lateness=1, idle_seconds=30)
+    clock = Clock(1000.0)
+    enrich = Enricher(lambda n, v: REF, lambda n, v, texts: np.ones((len(texts), 3)))
+    logic = WindowLogic(lambda n, v: REF, config, None, clock=clock)
+    logic.on_batch(enrich([result(t, 0.6) for t in (1, 2, 5.5)]))
+    clock.now = 5000.0  # down for an hour; the backlog arrives after the resume
+    resumed = WindowLogic(lambda n, v: REF, config, logic.snapshot(), clock=clock)
+    assert resumed.notify_at() == datetime.fromtimestamp(5030.5, UTC)
+    outputs, _ = resumed.on_batch(enrich([result(7, 0.4)]))  # not late: counted
+    assert [o.time for o in outputs if isinstance(o, Tick)] == [7]
+    share = ShareLogic(config, ShareLogic(config, None, clock=Clock(1000.0)).snapshot(), clock)
+    assert share.share.event_clock.seen_at == 5000.0
