@@ -4,8 +4,8 @@ The watermark is the newest event time seen minus the allowed lateness: a window
 before it is complete. Event time alone would leave the last windows open for good once traffic
 stops (a retired model version, a quiet night). So after `idle` seconds of wall time without
 events, the watermark moves on as if events kept arriving at wall-clock pace. It never moves
-back. Downtime is not idleness: after a restart, idleness counts from the resume, since the
-backlog is on its way.
+back. Downtime is not idleness: after a restart the backlog is on its way, possibly slowly (models
+load first), so idleness starts counting one idle period after the resume.
 
 >>> w = Watermark(lateness=5.0, idle=60.0)
 >>> w.observe(100.0, now=1000.0)
@@ -45,8 +45,8 @@ class Watermark:
             self.seen_at = now
 
     def resume(self, now: float) -> None:
-        """Count idleness from `now`, not from before a restart."""
-        self.seen_at = now
+        """After a restart at `now`: idleness counts from one idle period later."""
+        self.seen_at = now + max(0.0, self.idle_seconds)
 
     def idle(self, now: float) -> bool:
         """Move on by the wall time past the idle limit; returns whether the value grew."""

@@ -199,8 +199,8 @@ def test_a_restart_does_not_count_downtime_as_idleness() -> None:
     logic.on_batch(enrich([result(t, 0.6) for t in (1, 2, 5.5)]))
     clock.now = 5000.0  # down for an hour; the backlog arrives after the resume
     resumed = WindowLogic(lambda n, v: REF, config, logic.snapshot(), clock=clock)
-    assert resumed.notify_at() == datetime.fromtimestamp(5030.5, UTC)
+    assert resumed.notify_at() == datetime.fromtimestamp(5060.5, UTC)  # grace: one idle period
     outputs, _ = resumed.on_batch(enrich([result(7, 0.4)]))  # not late: counted
     assert [o.time for o in outputs if isinstance(o, Tick)] == [7]
     share = ShareLogic(config, ShareLogic(config, None, clock=Clock(1000.0)).snapshot(), clock)
-    assert share.share.event_clock.seen_at == 5000.0
+    assert share.share.event_clock.seen_at == 5030.0
