@@ -75,9 +75,11 @@ def cmd_lake(s: Settings, args: argparse.Namespace) -> int:
 
     con = lakehouse.connect(s)
     try:
-        before = maintenance.data_files(con)
-        merged = maintenance.compact(con)
-        report: dict[str, int] = {"files_before": before, "files_merged": merged}
+        compacted = maintenance.compact(con)
+        report: dict[str, int] = {
+            "files_before": compacted.files_before,
+            "files_merged": compacted.files_merged,
+        }
         if args.expire_days is not None:
             expired = maintenance.expire(con, timedelta(days=args.expire_days))
             report |= {

@@ -180,8 +180,7 @@ class WindowLogic(StatefulBatchLogic):
         return _outgoing(out)
 
     def notify_at(self) -> datetime | None:
-        wake = None if self.window is None else self.window.wake_at()
-        return None if wake is None else datetime.fromtimestamp(wake, UTC)
+        return _as_datetime(None if self.window is None else self.window.wake_at())
 
     def on_notify(self) -> tuple[Iterable[Outgoing | Tick | DriftReport], bool]:
         assert self.window is not None  # notify_at is None without a window
@@ -220,8 +219,7 @@ class ShareLogic(StatefulBatchLogic):
         return self._publish(now)
 
     def notify_at(self) -> datetime | None:
-        wake = self.share.wake_at()
-        return None if wake is None else datetime.fromtimestamp(wake, UTC)
+        return _as_datetime(self.share.wake_at())
 
     def on_notify(self) -> tuple[Iterable[Outgoing], bool]:
         return self._publish(self._clock())
@@ -244,6 +242,11 @@ class ShareLogic(StatefulBatchLogic):
 
     def snapshot(self) -> dict[str, Any]:
         return self.share.to_state()
+
+
+def _as_datetime(wall_time: float | None) -> datetime | None:
+    """A wall time in Unix seconds as Bytewax's `notify_at` wants it."""
+    return None if wall_time is None else datetime.fromtimestamp(wall_time, UTC)
 
 
 def _is_dead_letter(item: Parsed | Event | DeadLetter) -> TypeGuard[DeadLetter]:

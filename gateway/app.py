@@ -100,9 +100,13 @@ def create_app(settings: Settings) -> FastAPI:
             experiment=body.experiment,
             models=body.models,
         )
-        named = body.experiment is not None and body.experiment != settings.default_experiment
-        if named and await asyncio.to_thread(experiments.get, body.experiment or "") is None:
-            return problem(404, f"no experiment {body.experiment!r}", request.inference_id)
+        name = body.experiment
+        if (
+            name is not None
+            and name != settings.default_experiment
+            and await asyncio.to_thread(experiments.get, name) is None
+        ):
+            return problem(404, f"no experiment {name!r}", request.inference_id)
         try:
             result = await score(request, settings.inference_timeout)
         except BrokerUnavailable as exc:

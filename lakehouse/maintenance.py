@@ -47,17 +47,28 @@ def data_files(con: duckdb.DuckDBPyConnection) -> int:
     return int(count)
 
 
-def compact(con: duckdb.DuckDBPyConnection) -> int:
-    """Merge adjacent small files of every table; returns how many files were merged away."""
+@dataclass(frozen=True)
+class Compacted:
+    files_before: int
+    files_merged: int
+    """How many files the merge took away."""
+
+
+def compact(con: duckdb.DuckDBPyConnection) -> Compacted:
+    """Merge adjacent small files of every table."""
     before = data_files(con)
     started = time.perf_counter()
     retry_locked(lambda: con.execute("CALL ducklake_merge_adjacent_files('lake')").fetchall())
-    merged = before - data_files(con)
+    done = Compacted(before, before - data_files(con))
     log.info(
         "lake compacted",
-        extra={"files_before": before, "merged": merged, "seconds": time.perf_counter() - started},
+        extra={
+            "files_before": done.files_before,
+            "merged": done.files_merged,
+            "seconds": time.perf_counter() - started,
+        },
     )
-    return merged
+    return done
 
 
 @dataclass(frozen=True)

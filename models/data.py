@@ -100,12 +100,11 @@ def read_training(settings: Settings, sample: int | None = None, seed: int = 42)
 
     `sample` keeps that many rows (seeded), with their split and fold as stored.
     """
-    frame_snapshot = _read(settings)
-    if frame_snapshot is None:
-        load(settings, seed)
-        frame_snapshot = _read(settings)
-        assert frame_snapshot is not None
-    frame, snapshot = frame_snapshot
+    frame, snapshot = _read_or_load(
+        settings,
+        f"SELECT row_id, text, label, split, fold FROM lake.{SENTIMENT_TRAIN.name} ORDER BY row_id",
+        seed,
+    )
     if sample is not None and sample < len(frame):
         frame = frame.sample(n=sample, random_state=seed).sort_values("row_id")
     return TrainingData(frame.reset_index(drop=True), snapshot)
@@ -115,16 +114,21 @@ def read_set(settings: Settings, table: str, seed: int = 42) -> pd.DataFrame:
     """A data-set table (`sentiment_monitor`, `ood_texts`), loading the data sets if missing."""
     if table not in DATASETS:
         raise ValueError(f"unknown data set {table!r}; known: {sorted(DATASETS)}")
-    if _read(settings) is None:
-        load(settings, seed)
-    con = lakehouse.connect(settings, read_only=True)
-    try:
-        return con.execute(f"SELECT * FROM lake.{table} ORDER BY ALL").df()
-    finally:
-        con.close()
+    frame, _ = _read_or_load(settings, f"SELECT * FROM lake.{table} ORDER BY ALL", seed)
+    return frame
 
 
-def _read(settings: Settings) -> tuple[pd.DataFrame, int] | None:
+def _read_or_load(settings: Settings, query: str, seed: int) -> tuple[pd.DataFrame, int]:
+    """Rows of a data-set `query` and the snapshot they were read at; `load` first if empty."""
+    found = _read(settings, query)
+    if found is None:
+        load(settings, seed)  # one commit writes every data set
+        found = _read(settings, query)
+        assert found is not None
+    return found
+
+
+def _read(settings: Settings, query: str) -> tuple[pd.DataFrame, int] | None:
     try:
         con = lakehouse.connect(settings, read_only=True)
     except duckdb.Error:
@@ -133,10 +137,7 @@ def _read(settings: Settings) -> tuple[pd.DataFrame, int] | None:
         con.execute("BEGIN")  # one snapshot for both reads
         snapshot = con.execute("SELECT max(snapshot_id) FROM lake.snapshots()").fetchone()
         try:
-            frame = con.execute(
-                f"SELECT row_id, text, label, split, fold FROM lake.{SENTIMENT_TRAIN.name} "
-                "ORDER BY row_id"
-            ).df()
+            frame = con.execute(query).df()
         except duckdb.CatalogException:
             return None
         con.execute("COMMIT")

@@ -47,6 +47,11 @@ def labeled(t: float) -> Labeled:
     )
 
 
+def ones_enricher() -> Enricher:
+    """Features without a model: a row of ones per text, and REF for every model."""
+    return Enricher(lambda n, v: REF, lambda n, v, texts: np.ones((len(texts), 3)))
+
+
 def test_probes_and_errors_are_not_monitored() -> None:
     assert monitored(result(1, 0.5))
     assert not monitored(result(1, 0.5, probe=True))
@@ -75,7 +80,7 @@ def test_features_are_computed_once_per_batch_and_failures_become_dead_letters()
 
 def test_window_logic_emits_dead_letters_for_late_results_and_resumes() -> None:
     config = window_settings(length=10, slide=5, lateness=1)
-    enrich = Enricher(lambda n, v: REF, lambda n, v, texts: np.ones((len(texts), 3)))
+    enrich = ones_enricher()
     logic = WindowLogic(lambda n, v: REF, config, None)
     early = Parsed(labeled(6), "inference.labeled", 0, 0)
     assert logic.on_batch([early]) == ([], WindowLogic.DISCARD)  # before any result: no window
@@ -102,7 +107,7 @@ def test_share_matches_a_brute_force_count_over_all_models() -> None:
     config = window_settings(length=20, slide=5, lateness=3)
     rng = np.random.default_rng(7)
     models = [ModelRef(name="m", version=v) for v in ("1", "2", "3")]
-    enrich = Enricher(lambda n, v: REF, lambda n, v, texts: np.ones((len(texts), 3)))
+    enrich = ones_enricher()
     windows = {m: WindowLogic(lambda n, v: REF, config, None) for m in models}
     share = ShareLogic(config, None)
     times = np.sort(rng.uniform(0, 120, 600)) + rng.uniform(0, 2.5, 600)  # disorder < lateness
@@ -147,7 +152,7 @@ def test_idle_models_get_their_last_windows_emitted_by_the_wall_clock() -> None:
     pace, Bytewax is asked to wake the logic then, and the open window is reported and shared."""
     config = window_settings(length=10, slide=5, lateness=1, idle_seconds=30)
     clock = Clock(1000.0)
-    enrich = Enricher(lambda n, v: REF, lambda n, v, texts: np.ones((len(texts), 3)))
+    enrich = ones_enricher()
     logic = WindowLogic(lambda n, v: REF, config, None, clock=clock)
     share = ShareLogic(config, None, clock=clock)
     outputs, _ = logic.on_batch(enrich([result(t, 0.6) for t in (1, 2, 5.5)]))
@@ -178,7 +183,7 @@ def test_the_share_step_waits_for_its_own_watermark_then_wakes_itself() -> None:
     config = window_settings(length=10, slide=5, lateness=1, idle_seconds=30)
     clock = Clock(1000.0)
     share = ShareLogic(config, None, clock=clock)
-    enrich = Enricher(lambda n, v: REF, lambda n, v, texts: np.ones((len(texts), 3)))
+    enrich = ones_enricher()
     logic = WindowLogic(lambda n, v: REF, config, None, clock=clock)
     ticks = [o for o in logic.on_batch(enrich([result(t, 0.6) for t in (1, 2, 5.5)]))[0]]
     clock.now = 1030.5
@@ -194,7 +199,7 @@ def test_the_share_step_waits_for_its_own_watermark_then_wakes_itself() -> None:
 def test_a_restart_does_not_count_downtime_as_idleness() -> None:
     config = window_settings(length=10, slide=5, lateness=1, idle_seconds=30)
     clock = Clock(1000.0)
-    enrich = Enricher(lambda n, v: REF, lambda n, v, texts: np.ones((len(texts), 3)))
+    enrich = ones_enricher()
     logic = WindowLogic(lambda n, v: REF, config, None, clock=clock)
     logic.on_batch(enrich([result(t, 0.6) for t in (1, 2, 5.5)]))
     clock.now = 5000.0  # down for an hour; the backlog arrives after the resume
