@@ -26,8 +26,8 @@ import httpx
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
 
+from broker.clients import admin, consumer_config, producer_config
 from driftline import settings
-from driftline.kafka import admin, consumer_config, producer_config
 from driftline.settings import Settings
 from models.datasets import sentiment_binary
 
@@ -47,7 +47,7 @@ def http_baseline(client: httpx.Client, n: int) -> list[float]:
 
 
 def kafka_baseline(s: Settings, n: int) -> list[float]:
-    topic = s.topic_prefix + "bench.latency"
+    topic = s.kafka.topic_prefix + "bench.latency"
     client = admin(s)
     if topic not in client.list_topics(timeout=5).topics:
         client.create_topics([NewTopic(topic, 1, 1)])[topic].result(10)
@@ -82,7 +82,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     args = parser.parse_args()
     s = settings.load()
-    base = f"http://{s.gateway_host}:{s.gateway_port}"
+    base = f"http://{s.gateway.host}:{s.gateway.port}"
     texts = sentiment_binary()["text"].sample(args.requests, random_state=0).tolist()
 
     with httpx.Client(base_url=base, timeout=30) as client:
@@ -101,7 +101,7 @@ def main() -> None:
             model, ms = post(client, text)
             by_model[model].append(ms)
 
-    print(f"gateway {base}, broker {s.brokers}; {args.requests} requests, one at a time")
+    print(f"gateway {base}, broker {s.kafka.brokers}; {args.requests} requests, one at a time")
     print(f"baseline GET /health:              {percentiles(http)}")
     print(f"baseline Kafka produce -> consume: {percentiles(kafka)}")
     floor = statistics.median(http) + 2 * statistics.median(kafka)

@@ -25,7 +25,6 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
 from scipy.stats import ks_2samp
@@ -33,12 +32,13 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss
 
-from driftline.settings import Settings
+from driftline.monitoring.reference import Reference, fit_calibrator
+from driftline.monitoring.rows import encode_row
+from driftline.monitoring.window import Event, ModelWindow
+from driftline.settings import AlertSettings, MonitorSettings
 from driftline.stats import domain_auc
 from driftline.topics import Labeled, ModelRef
-from flows.monitor_window import Event, ModelWindow, Reference, encode_row
 from models.datasets import sentiment_binary
-from models.reference import fit_calibrator
 
 WINDOW = 10_000
 SECONDS_PER_EVENT = 3600 / WINDOW
@@ -98,14 +98,14 @@ def main() -> None:
     }
 
     def run(domain_every: int) -> tuple[float, ModelWindow, int]:
-        settings = Settings(
-            Path("."),
-            monitor_window_seconds=3600.0,
-            monitor_slide_seconds=60.0,
-            monitor_lateness_seconds=0.0,
-            monitor_domain_every=domain_every,
+        config = MonitorSettings(
+            window_seconds=3600.0,
+            slide_seconds=60.0,
+            lateness_seconds=0.0,
+            domain_every=domain_every,
         )
-        window = ModelWindow("bench", "1", reference, settings)
+        model = ModelRef(name="bench", version="1")
+        window = ModelWindow(model, reference, config, AlertSettings(), 0.5)
         for i in range(WINDOW):  # fill the window first
             window.add_result(events[i])
         elapsed, emitted = 0.0, 0

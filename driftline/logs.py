@@ -3,13 +3,13 @@
     log.info("batch written", extra={"table": "inferences", "rows": 812})
 
 prints `{"ts": ..., "level": "info", "logger": ..., "msg": "batch written", "table": ..., ...}`,
-which is easy to grep by eye and to ship anywhere. `DRIFTLINE_LOG_LEVEL` sets the level.
+which is easy to grep by eye and to ship anywhere. `DRIFTLINE_LOG_LEVEL` sets the level
+(`settings.log_level`).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from datetime import UTC, datetime
 
@@ -32,12 +32,12 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
-def configure(level: str | None = None) -> None:
+def configure(level: str = "INFO") -> None:
     """Send driftline's logs to stderr as JSON lines; quiet the chatty libraries."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level or os.environ.get("DRIFTLINE_LOG_LEVEL", "INFO").upper())
+    root.setLevel(level)
     for noisy in ("mlflow", "alembic", "urllib3", "httpx", "sentence_transformers"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,136 +1,237 @@
-"""All configuration, from environment variables with defaults that run on one machine.
+"""All configuration: `DRIFTLINE_*` environment variables, validated once, grouped by part.
 
-Every process (CLI, gateway, flows, tests) reads its configuration through `load()`, so one
-`DRIFTLINE_*` variable changes the whole system. Only configuration differs between the embedded
-default and the scale-out deployment (docker-compose.yml); the code is the same.
+Every process (CLI, supervisor, gateway, flows, tests) reads its configuration through `load()`,
+so one variable changes the whole system, and only configuration differs between the embedded
+default and a scale-out deployment. Each group below is one part of the system; a pure unit is
+given its group (`settings.monitor`), never the whole `Settings`.
+
+A wrong value fails at load, naming the variable, instead of on the first event:
+
+>>> load({"DRIFTLINE_MONITOR_SLIDE_SECONDS": "7200"})  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+driftline.settings.SettingsError: DRIFTLINE_MONITOR_SLIDE_SECONDS: must not exceed ... (7200 > 3600)
+
+`driftline config` prints the effective values with their variables.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
-from dataclasses import dataclass, fields
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 PREFIX = "DRIFTLINE_"
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Resolved configuration; build it with `load()` rather than by hand."""
+class SettingsError(ValueError):
+    """A configuration value is invalid; the message names the variable."""
 
-    home: Path
-    """Project data folder: broker state, MLflow store, lake, recovery stores, logs."""
 
-    brokers: str = "127.0.0.1:9092"
-    """Kafka bootstrap servers, comma separated."""
-    topic_prefix: str = ""
-    """Prepended to every topic name, so several stacks can share one broker."""
-    partitions: int = 3
-    """Partitions per topic when driftline creates them."""
+def setting(default: Any, description: str, *, env: str | None = None, **limits: Any) -> Any:
+    """A field with its meaning, its limits and, when it breaks the group's naming, its
+    variable's name (without the `DRIFTLINE_` prefix)."""
+    extra: dict[str, Any] | None = {"env": env} if env else None
+    return Field(default, description=description, json_schema_extra=extra, **limits)
 
-    mlflow_tracking_uri: str = ""
-    """Empty means a sqlite store under `home`."""
-    mlflow_artifacts: str = ""
-    """Empty means a folder under `home`."""
-    mlflow_experiment: str = "driftline"
-    default_model: str = "sentiment_logreg_tfidf"
-    """Registered model served when a request names no model (issue: experiments replace it)."""
-    default_alias: str = "champion"
-    model_cache_size: int = 8
-    """Model versions a process keeps loaded (least recently used ones are unloaded)."""
-    model_refresh_seconds: float = 10.0
-    """How often a flow re-resolves an alias, so a promotion is picked up without a restart."""
-    threshold: float = 0.5
-    """Decision threshold: label = 1 when P(y=1) >= threshold."""
 
-    lake_catalog: str = ""
-    """DuckLake catalog: `sqlite:<path>` (default, under `home`) or `postgres:<dsn>`."""
-    lake_data_path: str = ""
-    """Where DuckLake writes Parquet files; a folder (default, under `home`) or `s3://...`."""
-    lake_encrypted: bool = True
-    lake_batch_size: int = 1000
-    """The lake writer commits when this many rows are buffered..."""
-    lake_batch_seconds: float = 1.0
-    """...or when the oldest buffered row is this old, whichever comes first."""
-    lake_compact_seconds: float = 300.0
-    """How often the lake writer merges its small files (0: never; `driftline lake compact`)."""
+class Group(BaseModel):
+    """One part's settings; each field is `DRIFTLINE_<ENV_PREFIX><FIELD>` unless it says."""
 
-    gateway_host: str = "127.0.0.1"
-    gateway_port: int = 8000
-    inference_timeout: float = 10.0
-    """Seconds the gateway waits for a result before answering 504 with the inference id."""
-    publish_timeout: float = 3.0
-    """Seconds the gateway waits for the broker to acknowledge a message before answering 503."""
-    result_cache_size: int = 100_000
-    """Results the gateway keeps in memory for `GET /inference/{id}`."""
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+    ENV_PREFIX: ClassVar[str] = ""
 
-    default_experiment: str = "default"
-    """Experiment that serves requests naming none; created from the registry on first use."""
-    experiment_refresh_seconds: float = 3.0
-    """How often the inference flow re-reads the experiment store, so edits need no restart."""
-    feedback_ttl_seconds: float = 3600.0
-    """Processing time the feedback join holds a result (and feedback waiting for its result)."""
-    ab_report_seconds: float = 2.0
-    """The A/B flow emits an experiment's report at most this often (and only when it changed)."""
-    ab_alpha: float = 0.05
-    """Type I error bound of the always-valid sequential test between arms."""
+    @classmethod
+    def env_name(cls, field: str) -> str:
+        extra = cls.model_fields[field].json_schema_extra
+        own = extra.get("env") if isinstance(extra, dict) else None
+        return PREFIX + str(own or (cls.ENV_PREFIX + field).upper())
 
-    flow_batch_size: int = 500
-    """Most messages a flow takes from one partition per poll (the micro-batch for scoring)."""
-    snapshot_seconds: float = 1.0
-    """Bytewax recovery snapshot interval: what a crash may replay (sinks de-duplicate)."""
 
-    monitor_window_seconds: float = 3600.0
-    """Event-time length of the monitor's sliding window (backfilled simulations: 604800, 7 d)."""
-    monitor_slide_seconds: float = 60.0
-    """One drift report per model per slide (backfilled simulations: 86400, daily)."""
-    monitor_lateness_seconds: float = 30.0
-    """Allowed lateness: a window is emitted once the newest event time is this far past its end;
-    results older than that go to the dead letters."""
-    monitor_idle_seconds: float = 300.0
-    """After this much wall time without results for a model, its watermark moves on with the
-    wall clock, so its last windows are emitted even if traffic stops (0: only events move it)."""
-    monitor_ks_bins: int = 1000
-    """Histogram bins of the sliding KS (D is within about 1/bins of the exact D)."""
-    monitor_domain_rows: int = 500
-    """Most rows per side the domain classifier trains on per emission (bounds its cost)."""
-    monitor_domain_every: int = 1
-    """Run the domain classifier on every k-th emission only (the others report no AUC)."""
-    monitor_min_feedback: int = 30
-    """Inferences with feedback a window needs before feedback F1 may contradict CBPE."""
-    monitor_contradiction_tolerance: float = 0.1
-    """|feedback F1 - CBPE F1| above this flags a contradiction."""
-    monitor_change_detector: str = "adwin"
-    """River detector on the per-event error stream: `adwin` or `page_hinkley`."""
-    alert_ks_d: float = 0.2
-    """Alert when the prediction-drift KS D exceeds this."""
-    alert_domain_auc: float = 0.6
-    """Alert when the domain AUC exceeds this and its null threshold."""
-    alert_f1_drop: float = 0.1
-    """Alert when the CBPE F1 falls this far below the reference F1."""
-    alert_brier: float = 0.25
-    """Alert when the feedback Brier score exceeds this."""
+class KafkaSettings(Group):
+    brokers: str = setting("127.0.0.1:9092", "Kafka bootstrap servers, comma separated.")
+    topic_prefix: str = setting("", "Prepended to every topic name (several stacks, one broker).")
+    partitions: int = setting(3, "Partitions per topic when driftline creates them.", ge=1)
 
     @property
     def broker_list(self) -> list[str]:
         return [b.strip() for b in self.brokers.split(",") if b.strip()]
 
-    @property
-    def tracking_uri(self) -> str:
-        return self.mlflow_tracking_uri or f"sqlite:///{self.home / 'mlflow' / 'mlflow.db'}"
 
-    @property
-    def artifact_location(self) -> str:
-        return self.mlflow_artifacts or str(self.home / "mlflow" / "artifacts")
+class MlflowSettings(Group):
+    ENV_PREFIX = "MLFLOW_"
+    tracking_uri: str = setting("", "Tracking and registry store; empty: sqlite under home.")
+    artifacts: str = setting("", "Artifact location of new experiments; empty: under home.")
+    experiment: str = setting("driftline", "MLflow experiment the training runs go to.")
 
-    @property
-    def catalog(self) -> str:
-        return self.lake_catalog or f"sqlite:{self.home / 'lake' / 'catalog.sqlite'}"
 
-    @property
-    def data_path(self) -> str:
-        return self.lake_data_path or str(self.home / "lake" / "data") + "/"
+class ModelSettings(Group):
+    ENV_PREFIX = "MODEL_"
+    default_model: str = setting(
+        "sentiment_logreg_tfidf",
+        "Registered model the default experiment serves.",
+        env="DEFAULT_MODEL",
+    )
+    default_alias: str = setting("champion", "Alias of the served model.", env="DEFAULT_ALIAS")
+    threshold: float = setting(
+        0.5, "Decision threshold: label 1 when P(y=1) >= it.", env="THRESHOLD", gt=0, lt=1
+    )
+    cache_size: int = setting(8, "Model versions a process keeps loaded (LRU).", ge=1)
+    refresh_seconds: float = setting(10.0, "How often an alias is re-resolved.", gt=0)
+
+
+class LakeSettings(Group):
+    ENV_PREFIX = "LAKE_"
+    catalog: str = setting(
+        "", "DuckLake catalog: sqlite:<path> (empty: under home) or postgres:<dsn>."
+    )
+    data_path: str = setting(
+        "", "Where the Parquet files go: a folder (empty: under home) or s3://."
+    )
+    encrypted: bool = setting(True, "Encrypt the Parquet files (keys live in the catalog).")
+    batch_size: int = setting(
+        1000, "The lake writer commits once this many rows are buffered...", ge=1
+    )
+    batch_seconds: float = setting(1.0, "...or once the oldest buffered row is this old.", gt=0)
+    compact_seconds: float = setting(
+        300.0, "How often the writer merges small files (0: never).", ge=0
+    )
+
+
+class GatewaySettings(Group):
+    ENV_PREFIX = "GATEWAY_"
+    host: str = setting("127.0.0.1", "Address the gateway listens on.")
+    port: int = setting(8000, "Port the gateway listens on.", ge=1, le=65535)
+    inference_timeout: float = setting(
+        10.0, "Seconds to wait for a result before 504.", env="INFERENCE_TIMEOUT", gt=0
+    )
+    publish_timeout: float = setting(
+        3.0, "Seconds for the broker to acknowledge before 503.", env="PUBLISH_TIMEOUT", gt=0
+    )
+    result_cache_size: int = setting(
+        100_000, "Results kept in memory for GET /inference/{id}.", env="RESULT_CACHE_SIZE", ge=1
+    )
+
+
+class ABSettings(Group):
+    ENV_PREFIX = "AB_"
+    default_experiment: str = setting(
+        "default", "Experiment for requests that name none.", env="DEFAULT_EXPERIMENT", min_length=1
+    )
+    experiment_refresh_seconds: float = setting(
+        3.0,
+        "How often the inference flow re-reads the experiments.",
+        env="EXPERIMENT_REFRESH_SECONDS",
+        gt=0,
+    )
+    report_seconds: float = setting(
+        2.0, "An experiment's report goes out at most this often.", gt=0
+    )
+    alpha: float = setting(0.05, "Type I error bound of the sequential test.", gt=0, lt=1)
+
+
+class FeedbackSettings(Group):
+    ENV_PREFIX = "FEEDBACK_"
+    ttl_seconds: float = setting(
+        3600.0, "How long the join holds a result, or feedback waiting for one.", gt=0
+    )
+
+
+class FlowSettings(Group):
+    ENV_PREFIX = "FLOW_"
+    batch_size: int = setting(
+        500, "Most messages per partition per poll (scoring micro-batch).", ge=1
+    )
+    snapshot_seconds: float = setting(
+        1.0,
+        "Bytewax recovery snapshot interval: what a crash may replay.",
+        env="SNAPSHOT_SECONDS",
+        gt=0,
+    )
+
+
+class MonitorSettings(Group):
+    ENV_PREFIX = "MONITOR_"
+    window_seconds: float = setting(3600.0, "Event-time length of the sliding window.", gt=0)
+    slide_seconds: float = setting(60.0, "One drift report per model per slide.", gt=0)
+    lateness_seconds: float = setting(
+        30.0, "Allowed lateness; older results are dead letters.", ge=0
+    )
+    idle_seconds: float = setting(
+        300.0, "Wall time without results after which windows close by the clock (0: never).", ge=0
+    )
+    ks_bins: int = setting(1000, "Histogram bins of the sliding KS (error about 1/bins).", ge=10)
+    domain_rows: int = setting(500, "Most rows per side the domain classifier trains on.", ge=10)
+    domain_every: int = setting(1, "Run the domain classifier on every k-th emission.", ge=1)
+    min_feedback: int = setting(
+        30, "Labelled inferences before feedback may contradict CBPE.", ge=1
+    )
+    contradiction_tolerance: float = setting(
+        0.1, "|feedback F1 - CBPE F1| above this is a contradiction.", gt=0, le=1
+    )
+    change_detector: Literal["adwin", "page_hinkley"] = setting(
+        "adwin", "River detector on the per-event error stream."
+    )
+
+    @model_validator(mode="after")
+    def _slide_fits_window(self) -> Self:
+        if self.slide_seconds > self.window_seconds:
+            raise ValueError(
+                f"{self.env_name('slide_seconds')}: must not exceed "
+                f"{self.env_name('window_seconds')} "
+                f"({self.slide_seconds:g} > {self.window_seconds:g})"
+            )
+        return self
+
+
+class AlertSettings(Group):
+    ENV_PREFIX = "ALERT_"
+    ks_d: float = setting(0.2, "Alert when the prediction-drift KS D exceeds this.", gt=0, le=1)
+    domain_auc: float = setting(
+        0.6, "Alert when the domain AUC exceeds this and its null threshold.", ge=0.5, le=1
+    )
+    f1_drop: float = setting(0.1, "Alert when CBPE F1 falls this far below the reference F1.", gt=0)
+    brier: float = setting(0.25, "Alert when the feedback Brier score exceeds this.", gt=0, le=1)
+
+
+GROUPS: dict[str, type[Group]] = {
+    "kafka": KafkaSettings,
+    "mlflow": MlflowSettings,
+    "models": ModelSettings,
+    "lake": LakeSettings,
+    "gateway": GatewaySettings,
+    "ab": ABSettings,
+    "feedback": FeedbackSettings,
+    "flows": FlowSettings,
+    "monitor": MonitorSettings,
+    "alerts": AlertSettings,
+}
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class Settings(BaseModel):
+    """The resolved configuration; build it with `load()`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    home: Path = Field(description="Data folder: broker storage, MLflow store, lake, logs.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Logs are JSON lines on stderr."
+    )
+    kafka: KafkaSettings = KafkaSettings()
+    mlflow: MlflowSettings = MlflowSettings()
+    models: ModelSettings = ModelSettings()
+    lake: LakeSettings = LakeSettings()
+    gateway: GatewaySettings = GatewaySettings()
+    ab: ABSettings = ABSettings()
+    feedback: FeedbackSettings = FeedbackSettings()
+    flows: FlowSettings = FlowSettings()
+    monitor: MonitorSettings = MonitorSettings()
+    alerts: AlertSettings = AlertSettings()
 
     @property
     def recovery_root(self) -> Path:
@@ -144,26 +245,114 @@ class Settings:
     def experiments_db(self) -> Path:
         return self.home / "experiments.sqlite"
 
+    @property
+    def gateway_url(self) -> str:
+        return f"http://{self.gateway.host}:{self.gateway.port}"
 
-def _coerce(raw: str, target: Any) -> Any:
-    if target is bool:
-        return raw.strip().lower() in {"1", "true", "yes", "on"}
-    if target is Path:
-        return Path(raw).expanduser().resolve()
-    return target(raw)
+    def to_env(self) -> dict[str, str]:
+        """Every setting as the `DRIFTLINE_*` variable that reproduces it in a child process."""
+        return {variable: _text(value) for variable, value, _ in describe(self)}
 
 
-def load(**overrides: Any) -> Settings:
-    """Settings from `DRIFTLINE_<FIELD>` environment variables, then `overrides`.
+# Flat names (the variable without `DRIFTLINE_`, lower case) -> (group, field); `home` and
+# `log_level` sit on `Settings` itself.
+_TOP = {"home": PREFIX + "HOME", "log_level": PREFIX + "LOG_LEVEL"}
+_FIELDS: dict[str, tuple[str, str]] = {
+    cls.env_name(name).removeprefix(PREFIX).lower(): (group, name)
+    for group, cls in GROUPS.items()
+    for name in cls.model_fields
+}
+VARIABLES = sorted({*_TOP.values(), *(PREFIX + flat.upper() for flat in _FIELDS)})
 
-    `DRIFTLINE_HOME` defaults to `./.driftline` in the working directory.
+
+def load(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Settings from `DRIFTLINE_*` variables (of `environ`, default `os.environ`), then from
+    `overrides` named like the variables (`monitor_window_seconds=20`).
+
+    Raises `SettingsError`, naming the variable, for an unknown `DRIFTLINE_*` variable, a
+    value of the wrong type or outside its range, or two values that contradict each other.
     """
-    types = {"str": str, "int": int, "float": float, "bool": bool, "Path": Path}
-    values: dict[str, Any] = {}
-    for f in fields(Settings):
-        raw = os.environ.get(PREFIX + f.name.upper())
-        if raw is not None:
-            values[f.name] = _coerce(raw, types[str(f.type)])
-    values.setdefault("home", Path(".driftline").resolve())
-    values.update(overrides)
-    return Settings(**values)
+    environ = os.environ if environ is None else environ
+    flat: dict[str, Any] = {}
+    for variable, raw in environ.items():
+        if not variable.startswith(PREFIX):
+            continue
+        if variable not in VARIABLES:
+            close = difflib.get_close_matches(variable, VARIABLES, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise SettingsError(f"{variable}: unknown setting{hint} (see `driftline config`)")
+        flat[variable.removeprefix(PREFIX).lower()] = raw
+    for name, value in overrides.items():
+        if name not in _FIELDS and name not in _TOP:
+            raise SettingsError(f"unknown setting {name!r}")
+        flat[name] = value
+    home = Path(flat.pop("home", ".driftline")).expanduser().resolve()
+    groups: dict[str, dict[str, Any]] = {group: {} for group in GROUPS}
+    for name, value in flat.items():
+        if name in _FIELDS:
+            group, field = _FIELDS[name]
+            groups[group][field] = value
+    built: dict[str, Any] = {}
+    for group, values in groups.items():
+        try:
+            built[group] = GROUPS[group](**values)
+        except ValidationError as exc:
+            raise SettingsError(_readable(exc, GROUPS[group])) from None
+    try:
+        level: dict[str, Any] = (
+            {"log_level": str(flat["log_level"]).upper()} if "log_level" in flat else {}
+        )
+        return _with_home_defaults(Settings(home=home, **level, **built))
+    except ValidationError as exc:
+        raise SettingsError(_readable(exc, None)) from None
+
+
+def _with_home_defaults(s: Settings) -> Settings:
+    """Stores left empty go under `home`, so one folder holds a whole embedded stack."""
+    mlflow = s.mlflow.model_copy(
+        update={
+            "tracking_uri": s.mlflow.tracking_uri or f"sqlite:///{s.home / 'mlflow' / 'mlflow.db'}",
+            "artifacts": s.mlflow.artifacts or str(s.home / "mlflow" / "artifacts"),
+        }
+    )
+    lake = s.lake.model_copy(
+        update={
+            "catalog": s.lake.catalog or f"sqlite:{s.home / 'lake' / 'catalog.sqlite'}",
+            "data_path": s.lake.data_path or f"{s.home / 'lake' / 'data'}/",
+        }
+    )
+    return s.model_copy(update={"mlflow": mlflow, "lake": lake})
+
+
+def _readable(exc: ValidationError, group: type[Group] | None) -> str:
+    """Pydantic's errors, each naming its variable (validators that relate two variables name
+    them in their message)."""
+    lines = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else ""
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if message.startswith(PREFIX):
+            lines.append(message)
+            continue
+        if group is not None and field in group.model_fields:
+            name = group.env_name(field)
+        else:
+            name = _TOP.get(field, "configuration")
+        lines.append(f"{name}: {message} (got {error.get('input')!r})")
+    return "; ".join(lines)
+
+
+def describe(s: Settings) -> Iterator[tuple[str, Any, str]]:
+    """(variable, effective value, meaning) for every setting, in a stable order."""
+    for field, variable in _TOP.items():
+        yield variable, getattr(s, field), str(Settings.model_fields[field].description)
+    for group, cls in GROUPS.items():
+        values = getattr(s, group)
+        for field, info in cls.model_fields.items():
+            yield cls.env_name(field), getattr(values, field), str(info.description)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

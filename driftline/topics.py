@@ -17,12 +17,8 @@ from uuid import UUID
 import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from driftline.settings import Settings
-
-
-def utc_now() -> datetime:
-    """The event time driftline stamps: timezone-aware UTC with microseconds."""
-    return datetime.now(UTC)
+from driftline.clock import utc_now
+from driftline.settings import KafkaSettings
 
 
 def _as_utc(value: datetime) -> datetime:
@@ -63,6 +59,15 @@ class ModelRef(Message):
 
     name: str = Field(min_length=1)
     version: str = Field(min_length=1)
+
+    @property
+    def key(self) -> str:
+        """`name/version`: how a model version is keyed on topics, in state and in logs.
+
+        >>> ModelRef(name="sentiment", version="3").key
+        'sentiment/3'
+        """
+        return f"{self.name}/{self.version}"
 
 
 class InferenceRequest(Message):
@@ -265,8 +270,8 @@ class Topic:
     schema: type[Message]
     key: str
 
-    def name(self, settings: Settings) -> str:
-        return settings.topic_prefix + self.base
+    def name(self, kafka: KafkaSettings) -> str:
+        return kafka.topic_prefix + self.base
 
 
 REQUESTS = Topic("inference.requests", InferenceRequest, key="inference_id")
@@ -293,6 +298,4 @@ ALL_TOPICS: tuple[Topic, ...] = (
 def message_key(topic: Topic, message: Message) -> bytes:
     """The Kafka key of `message` on `topic`, as bytes (a model is keyed as `name/version`)."""
     value: Any = getattr(message, topic.key)
-    if isinstance(value, ModelRef):
-        return f"{value.name}/{value.version}".encode()
-    return str(value).encode()
+    return (value.key if isinstance(value, ModelRef) else str(value)).encode()

@@ -12,26 +12,29 @@ snapshotted by Bytewax recovery; a report replayed after a crash carries the sam
 
 from __future__ import annotations
 
-import time
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 from bytewax.operators import StatefulLogic
 
-from driftline import logs, settings
 from driftline.ab.report import ExperimentStats
+from driftline.clock import Clock, as_utc, wall_clock
 from driftline.settings import Settings
 from driftline.topics import AB, LABELED, RESULTS, InferenceResult, Labeled
-from flows.wiring import Outgoing, Parsed, parse, publish, read, to_deadletter
+from flows.wiring import Outgoing, Parsed, configured, consume, publish_all
 
 
 class ReportLogic(StatefulLogic[Parsed, Outgoing, dict[str, Any]]):
     """One experiment's statistics, and when its next report may go out."""
 
-    def __init__(self, settings: Settings, resume: dict[str, Any] | None) -> None:
-        self.settings, self.every = settings, settings.ab_report_seconds
+    def __init__(
+        self, settings: Settings, resume: dict[str, Any] | None, clock: Clock = wall_clock
+    ) -> None:
+        self.every = settings.ab.report_seconds
+        self.horizon, self.alpha = settings.feedback.ttl_seconds, settings.ab.alpha
+        self.clock = clock
         self.stats: ExperimentStats | None = None  # named after the first message's experiment
         self.last_emit = 0.0
         if resume is not None:
@@ -41,20 +44,18 @@ class ReportLogic(StatefulLogic[Parsed, Outgoing, dict[str, Any]]):
     def on_item(self, value: Parsed) -> tuple[list[Outgoing], bool]:
         message = value.message
         if self.stats is None:
-            s = self.settings
-            self.stats = ExperimentStats(
-                str(experiment_of(value)), s.threshold, s.feedback_ttl_seconds, s.ab_alpha
-            )
+            self.stats = ExperimentStats(str(experiment_of(value)), self.horizon, self.alpha)
         if isinstance(message, InferenceResult):
             self.stats.on_result(message)
         else:
             self.stats.on_labeled(message)
-        return self._due(time.time()), StatefulLogic.RETAIN
+        return self._due(), StatefulLogic.RETAIN
 
     def on_notify(self) -> tuple[list[Outgoing], bool]:
-        return self._due(time.time()), StatefulLogic.RETAIN
+        return self._due(), StatefulLogic.RETAIN
 
-    def _due(self, now: float) -> list[Outgoing]:
+    def _due(self) -> list[Outgoing]:
+        now = self.clock()
         if self.stats is None or not self.stats.changed or now < self.last_emit + self.every:
             return []
         self.last_emit = now
@@ -63,7 +64,7 @@ class ReportLogic(StatefulLogic[Parsed, Outgoing, dict[str, Any]]):
     def notify_at(self) -> datetime | None:
         if self.stats is None or not self.stats.changed:
             return None
-        return datetime.fromtimestamp(self.last_emit + self.every, UTC)
+        return as_utc(self.last_emit + self.every)
 
     def snapshot(self) -> dict[str, Any]:
         assert self.stats is not None  # Bytewax snapshots a key only after an item
@@ -82,15 +83,14 @@ def experiment_of(parsed: Parsed) -> str | None:
 
 def build(settings: Settings) -> Dataflow:
     flow = Dataflow("ab")
-    topics = [RESULTS, LABELED]
-    parsed, dead = parse("parse", read("in", flow, settings, topics), "ab", settings, topics)
+    parsed, dead = consume(flow, settings, [RESULTS, LABELED])
     routed = op.filter("routed", parsed, lambda p: experiment_of(p) is not None)
     keyed = op.key_on("key", routed, lambda p: str(experiment_of(p)))
     reports = op.stateful("report", keyed, lambda resume: ReportLogic(settings, resume))
-    out = op.map("unkey", reports, lambda kv: kv[1])
-    publish("out", op.merge("all", out, op.map("dead", dead, to_deadletter)), settings)
+    publish_all(op.map("unkey", reports, lambda kv: kv[1]), dead, settings)
     return flow
 
 
-logs.configure()
-flow = build(settings.load())
+def flow() -> Dataflow:
+    """The A/B dataflow with the configured settings (`python -m bytewax.run flows.ab:flow`)."""
+    return build(configured())

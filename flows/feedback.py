@@ -23,15 +23,14 @@ message is recognised by its id and nothing is counted twice.
 from __future__ import annotations
 
 import logging
-import time
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Self
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 from bytewax.operators import StatefulLogic
 
-from driftline import logs, settings
+from driftline.clock import Clock, as_utc, wall_clock
 from driftline.settings import Settings
 from driftline.topics import (
     FEEDBACK,
@@ -42,7 +41,7 @@ from driftline.topics import (
     InferenceResult,
     Labeled,
 )
-from flows.wiring import Outgoing, Parsed, parse, publish, read, to_deadletter
+from flows.wiring import Outgoing, Parsed, configured, consume, publish_all, to_deadletter
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +51,7 @@ EXPIRED = "no result for this inference id within the feedback time-to-live (unk
 class InferenceJoin:
     """The join state of one inference id; pure, driven by processing times in seconds.
 
-    >>> from driftline.topics import utc_now
+    >>> from driftline.clock import utc_now
     >>> import uuid
     >>> fb = Feedback(
     ...     feedback_id=uuid.uuid4(), inference_id=uuid.uuid4(), feedback=1.0, created_at=utc_now()
@@ -145,13 +144,16 @@ def _dead(parsed: Parsed[Feedback]) -> DeadLetter:
 
 
 class JoinLogic(StatefulLogic[Parsed, Outgoing, dict[str, Any]]):
-    """Thin Bytewax wrapper: wall-clock now, a timer at the deadline, snapshot of the state."""
+    """Thin Bytewax wrapper: the clock's now, a timer at the deadline, snapshot of the state."""
 
-    def __init__(self, ttl: float, resume: dict[str, Any] | None) -> None:
+    def __init__(
+        self, ttl: float, resume: dict[str, Any] | None, clock: Clock = wall_clock
+    ) -> None:
         self.join = InferenceJoin.from_state(ttl, resume)
+        self.clock = clock
 
     def on_item(self, value: Parsed) -> tuple[list[Outgoing], bool]:
-        now = time.time()
+        now = self.clock()
         message = value.message
         if isinstance(message, InferenceResult):
             out = self.join.on_result(message, now)
@@ -160,7 +162,7 @@ class JoinLogic(StatefulLogic[Parsed, Outgoing, dict[str, Any]]):
         return out, StatefulLogic.RETAIN
 
     def on_notify(self) -> tuple[list[Outgoing], bool]:
-        now = time.time()
+        now = self.clock()
         if not self.join.expired(now):
             return [], StatefulLogic.RETAIN
         out = self.join.expire(now)
@@ -170,7 +172,7 @@ class JoinLogic(StatefulLogic[Parsed, Outgoing, dict[str, Any]]):
 
     def notify_at(self) -> datetime | None:
         deadline = self.join.deadline
-        return None if deadline is None else datetime.fromtimestamp(deadline, UTC)
+        return None if deadline is None else as_utc(deadline)
 
     def snapshot(self) -> dict[str, Any]:
         return self.join.to_state()
@@ -186,17 +188,17 @@ def joinable(parsed: Parsed) -> bool:
 
 def build(settings: Settings) -> Dataflow:
     flow = Dataflow("feedback")
-    topics = [RESULTS, FEEDBACK]
-    parsed, dead = parse("parse", read("in", flow, settings, topics), "feedback", settings, topics)
+    parsed, dead = consume(flow, settings, [RESULTS, FEEDBACK])
     keyed = op.key_on(
         "key", op.filter("joinable", parsed, joinable), lambda p: str(p.message.inference_id)
     )
-    ttl = settings.feedback_ttl_seconds
+    ttl = settings.feedback.ttl_seconds
     joined = op.stateful("join", keyed, lambda resume: JoinLogic(ttl, resume))
-    out = op.map("unkey", joined, lambda kv: kv[1])
-    publish("out", op.merge("all", out, op.map("dead", dead, to_deadletter)), settings)
+    publish_all(op.map("unkey", joined, lambda kv: kv[1]), dead, settings)
     return flow
 
 
-logs.configure()
-flow = build(settings.load())
+def flow() -> Dataflow:
+    """The feedback join with the configured settings
+    (`python -m bytewax.run flows.feedback:flow`)."""
+    return build(configured())

@@ -8,13 +8,15 @@ writer de-duplicates on each table's key, so the replay after a crash (Bytewax r
 re-reads about one snapshot interval) never adds a row twice. All batches go through one sink
 partition: a SQLite catalog takes one committing process at a time. Every
 `DRIFTLINE_LAKE_COMPACT_SECONDS` that partition also merges the small files the batches leave
-(`lakehouse.maintenance`).
+(`lakehouse.maintenance`). The lake and its tables are created when the sink starts, so readers
+can query them before any data arrives.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import timedelta
 
 import bytewax.operators as op
@@ -22,8 +24,8 @@ from bytewax.dataflow import Dataflow
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 import lakehouse
-from driftline import logs, settings
 from driftline.settings import Settings
+from driftline.tables import TABLE_FOR, TABLES, Row
 from driftline.topics import (
     AB,
     ALERTS,
@@ -34,9 +36,8 @@ from driftline.topics import (
     DeadLetter,
     InferenceResult,
 )
-from flows.wiring import Parsed, parse, publish, read, to_deadletter
+from flows.wiring import Parsed, configured, consume, publish, to_deadletter
 from lakehouse import maintenance
-from lakehouse.tables import TABLE_FOR, TABLES, Row
 
 log = logging.getLogger(__name__)
 TOPICS = [RESULTS, FEEDBACK, DEADLETTER, DRIFT, AB, ALERTS]
@@ -54,8 +55,9 @@ def to_row(parsed: Parsed) -> tuple[str, Row] | None:
 
 class _LakePartition(StatefulSinkPartition[Batch, None]):
     def __init__(self, settings: Settings) -> None:
-        self._con = lakehouse.connect(settings)
-        self._compact_every = settings.lake_compact_seconds
+        self._con = lakehouse.connect(settings.lake)
+        lakehouse.ensure_schema(self._con)
+        self._compact_every = settings.lake.compact_seconds
         self._compacted_at = time.monotonic()
 
     def write_batch(self, values: list[Batch]) -> None:
@@ -90,44 +92,31 @@ class LakeSink(FixedPartitionedSink[Batch, None]):
         return _LakePartition(self._settings)
 
 
-def _not_from_deadletter_topic(settings: Settings):
-    deadletter_topic = DEADLETTER.name(settings)
-
-    def keep(letter: DeadLetter) -> bool:
-        # An unreadable message *on* the dead-letter topic is only logged: re-publishing it
-        # there would loop forever.
-        return letter.source_topic != deadletter_topic
-
-    return keep
-
-
-def prepare_lake(settings: Settings) -> None:
-    """Create the lake, its tables and views before any data arrives, so readers can start."""
-    con = lakehouse.connect(settings)
-    try:
-        lakehouse.ensure_schema(con)
-    finally:
-        con.close()
+def not_from_deadletter_topic(settings: Settings) -> Callable[[DeadLetter], bool]:
+    """An unreadable message *on* the dead-letter topic is only logged: re-publishing it there
+    would loop forever."""
+    deadletter_topic = DEADLETTER.name(settings.kafka)
+    return lambda letter: letter.source_topic != deadletter_topic
 
 
 def build(settings: Settings) -> Dataflow:
-    prepare_lake(settings)
     flow = Dataflow("lakewriter")
-    raw = read("in", flow, settings, TOPICS)
-    parsed, dead = parse("parse", raw, "lakewriter", settings, TOPICS)
+    parsed, dead = consume(flow, settings, TOPICS)
     rows = op.filter_map("to_row", parsed, to_row)
     batches = op.collect(
         "batch",
         op.key_on("by_table", rows, lambda table_row: table_row[0]),
-        timeout=timedelta(seconds=settings.lake_batch_seconds),
-        max_size=settings.lake_batch_size,
+        timeout=timedelta(seconds=settings.lake.batch_seconds),
+        max_size=settings.lake.batch_size,
     )
     tagged = op.map("tag", batches, lambda kv: ("lake", (kv[0], [row for _, row in kv[1]])))
     op.output("lake", tagged, LakeSink(settings))
-    dead = op.filter("not_looping", dead, _not_from_deadletter_topic(settings))
+    dead = op.filter("not_looping", dead, not_from_deadletter_topic(settings))
     publish("dead", op.map("dead_out", dead, to_deadletter), settings)
     return flow
 
 
-logs.configure()
-flow = build(settings.load())
+def flow() -> Dataflow:
+    """The lake writer with the configured settings
+    (`python -m bytewax.run flows.lakewriter:flow`)."""
+    return build(configured())

@@ -8,8 +8,8 @@ version and window slide) and `monitoring.alerts`. Steps:
 1. `parse`: invalid messages become dead letters; probes and results with an error are skipped.
 2. `features`: per micro-batch, each model computes the feature rows of its results in one
    call and calibrates their probabilities, once per event: no window emission re-embeds.
-3. `window`: keyed by `name/version`, a `ModelWindow` (flows/monitor_window.py) per model.
-4. `share`: on one key, each report's share of all models' traffic (flows/monitor_share.py).
+3. `window`: keyed by `name/version`, a `ModelWindow` (`driftline.monitoring.window`) per model.
+4. `share`: on one key, each report's share of all models' traffic (`driftline.monitoring.share`).
 
 Why a custom `StatefulBatchLogic` and not Bytewax's `SlidingWindower`: the windower hands each
 window its own list of events to fold, so every event would be folded into length/slide
@@ -21,9 +21,8 @@ from __future__ import annotations
 
 import functools
 import logging
-import time
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TypeGuard, cast
 
 import bytewax.operators as op
@@ -31,7 +30,11 @@ import numpy as np
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.operators import StatefulBatchLogic
 
-from driftline import logs, settings
+from driftline.clock import Clock, as_utc, wall_clock
+from driftline.monitoring.reference import Reference
+from driftline.monitoring.rows import encode_row
+from driftline.monitoring.share import Tick, TrafficShare
+from driftline.monitoring.window import Event, ModelWindow, Output
 from driftline.settings import Settings
 from driftline.stats.domain_classifier import Features
 from driftline.topics import (
@@ -45,9 +48,7 @@ from driftline.topics import (
     Labeled,
     ModelRef,
 )
-from flows.monitor_share import Tick, TrafficShare
-from flows.monitor_window import Event, ModelWindow, Output, Reference, encode_row
-from flows.wiring import Outgoing, Parsed, parse, publish, read, to_deadletter
+from flows.wiring import Outgoing, Parsed, configured, consume, publish_all, to_deadletter
 
 log = logging.getLogger(__name__)
 FLOW = "monitor"
@@ -56,10 +57,6 @@ ReferenceProvider = Callable[[str, str], Reference]
 """(model name, version) -> the model's reference."""
 Featurizer = Callable[[str, str, list[str]], Features]
 """(model name, version, texts) -> one feature row per text."""
-
-
-def model_key(model: ModelRef) -> str:
-    return f"{model.name}/{model.version}"
 
 
 def monitored(parsed: Parsed) -> bool:
@@ -90,21 +87,21 @@ class Enricher:
 
     def __call__(self, batch: Sequence[Parsed]) -> list[Parsed | Event | DeadLetter]:
         out: list[Parsed | Event | DeadLetter] = []
-        by_model: dict[tuple[str, str], list[Parsed[InferenceResult]]] = {}
+        by_model: dict[ModelRef, list[Parsed[InferenceResult]]] = {}
         for parsed in batch:
             if isinstance(parsed.message, Labeled):
                 out.append(parsed)
             else:
-                by_model.setdefault((parsed.message.model.name, parsed.message.model.version), [])
-                by_model[parsed.message.model.name, parsed.message.model.version].append(parsed)
-        for (name, version), group in by_model.items():
+                by_model.setdefault(parsed.message.model, []).append(parsed)
+        for model, group in by_model.items():
             try:
-                calibrator = self._references(name, version).calibrator
-                rows = self._featurize(name, version, [p.message.data for p in group])
+                calibrator = self._references(model.name, model.version).calibrator
+                texts = [p.message.data for p in group]
+                rows = self._featurize(model.name, model.version, texts)
                 p = np.array([g.message.prediction for g in group], dtype=np.float64)
                 calibrated = np.clip(calibrator.predict(p), 0.0, 1.0)
             except Exception as exc:  # no reference for this version, say: keep going
-                log.exception("features failed", extra={"model": f"{name}/{version}"})
+                log.exception("features failed", extra={"model": model.key})
                 out += [_letter(g, f"monitor: {type(exc).__name__}: {exc}") for g in group]
                 continue
             for i, g in enumerate(group):
@@ -135,23 +132,22 @@ class WindowLogic(StatefulBatchLogic):
     def __init__(
         self,
         references: ReferenceProvider,
-        config: Settings,
+        settings: Settings,
         resume: dict[str, Any] | None,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = wall_clock,
     ) -> None:
         self._references = references
-        self._config = config
+        self._config = (settings.monitor, settings.alerts, settings.models.threshold)
         self._clock = clock
         self.window: ModelWindow | None = None
         if resume is not None:
             reference = references(*resume["model"])
-            self.window = ModelWindow.from_state(resume, reference, config)
-            self.window.event_clock.resume(clock())
+            self.window = ModelWindow.from_state(resume, reference, *self._config, clock)
 
     def _window(self, model: ModelRef) -> ModelWindow:
         if self.window is None:
             reference = self._references(model.name, model.version)
-            self.window = ModelWindow(model.name, model.version, reference, self._config)
+            self.window = ModelWindow(model, reference, *self._config, self._clock)
         return self.window
 
     def on_batch(
@@ -166,11 +162,11 @@ class WindowLogic(StatefulBatchLogic):
     def _apply(self, value: Parsed | Event) -> list[Outgoing | Tick | DriftReport]:
         if isinstance(value, Event):
             model = value.origin.message.model
-            out = self._window(model).add_result(value, now=self._clock())
+            out = self._window(model).add_result(value)
             if out.rejected is not None:
                 return [to_deadletter(_letter(value.origin, out.rejected))]
             if not out.duplicate:
-                return [Tick(model_key(model), value.time), *_outgoing(out)]
+                return [Tick(model.key, value.time), *_outgoing(out)]
         elif self.window is None:
             # Feedback before this model's first result: no window is open that it could
             # update (and no reference needs loading for it).
@@ -180,11 +176,12 @@ class WindowLogic(StatefulBatchLogic):
         return _outgoing(out)
 
     def notify_at(self) -> datetime | None:
-        return _as_datetime(None if self.window is None else self.window.wake_at())
+        wake_at = None if self.window is None else self.window.wake_at()
+        return None if wake_at is None else as_utc(wake_at)
 
     def on_notify(self) -> tuple[Iterable[Outgoing | Tick | DriftReport], bool]:
         assert self.window is not None  # notify_at is None without a window
-        return _outgoing(self.window.idle(self._clock())), StatefulBatchLogic.RETAIN
+        return _outgoing(self.window.idle()), StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> dict[str, Any] | None:
         return None if self.window is None else self.window.to_state()
@@ -199,38 +196,32 @@ class ShareLogic(StatefulBatchLogic):
     """Bytewax state of the single share key: a `TrafficShare`."""
 
     def __init__(
-        self,
-        config: Settings,
-        resume: dict[str, Any] | None,
-        clock: Callable[[], float] = time.time,
+        self, settings: Settings, resume: dict[str, Any] | None, clock: Clock = wall_clock
     ) -> None:
-        self.share = TrafficShare(config, resume)
-        self._clock = clock
-        if resume is not None:
-            self.share.event_clock.resume(clock())
+        self.share = TrafficShare(settings.monitor, clock, resume)
 
     def on_batch(self, values: list[Tick | DriftReport]) -> tuple[Iterable[Outgoing], bool]:
-        now = self._clock()
         for value in values:
             if isinstance(value, Tick):
-                self.share.add_tick(value, now)
+                self.share.add_tick(value)
             else:
                 self.share.add_report(value)
-        return self._publish(now)
+        return self._publish()
 
     def notify_at(self) -> datetime | None:
-        return _as_datetime(self.share.wake_at())
+        wake_at = self.share.wake_at()
+        return None if wake_at is None else as_utc(wake_at)
 
     def on_notify(self) -> tuple[Iterable[Outgoing], bool]:
-        return self._publish(self._clock())
+        return self._publish()
 
-    def _publish(self, now: float) -> tuple[Iterable[Outgoing], bool]:
-        reports = self.share.ready(now)
+    def _publish(self) -> tuple[Iterable[Outgoing], bool]:
+        reports = self.share.ready()
         for report in reports:
             log.info(
                 "drift report",
                 extra={
-                    "model": model_key(report.model),
+                    "model": report.model.key,
                     "window_end": report.window_end.isoformat(),
                     "n": report.n,
                     "share": report.share,
@@ -244,11 +235,6 @@ class ShareLogic(StatefulBatchLogic):
         return self.share.to_state()
 
 
-def _as_datetime(wall_time: float | None) -> datetime | None:
-    """A wall time in Unix seconds as Bytewax's `notify_at` wants it."""
-    return None if wall_time is None else datetime.fromtimestamp(wall_time, UTC)
-
-
 def _is_dead_letter(item: Parsed | Event | DeadLetter) -> TypeGuard[DeadLetter]:
     return isinstance(item, DeadLetter)
 
@@ -259,7 +245,7 @@ def _for_share(item: Outgoing | Tick | DriftReport) -> bool:
 
 def _key(item: Parsed | Event) -> str:
     message = item.origin.message if isinstance(item, Event) else item.message
-    return model_key(message.model)
+    return message.model.key
 
 
 def build(
@@ -271,8 +257,7 @@ def build(
     if references is None:
         from models.reference import load_reference
 
-        # `models.reference.Reference` has every field the window reads.
-        references = cast(ReferenceProvider, functools.partial(load_reference, s))
+        references = functools.partial(load_reference, s)
     provide: ReferenceProvider = references
     if featurize is None:
         from models.serving import ModelCache
@@ -283,8 +268,7 @@ def build(
             return cache.get_version(name, version).features(texts)
 
     flow = Dataflow(FLOW)
-    raw = read("in", flow, s, [RESULTS, LABELED])
-    parsed, dead = parse("parse", raw, FLOW, s, [RESULTS, LABELED])
+    parsed, dead = consume(flow, s, [RESULTS, LABELED])
     wanted = op.filter("monitored", parsed, monitored)
     enriched = op.flat_map_batch("features", wanted, Enricher(provide, featurize))
     split = op.branch("enriched", enriched, _is_dead_letter)
@@ -297,10 +281,11 @@ def build(
         lambda resume: ShareLogic(s, resume),
     )
     reports = op.map("unkey_share", shares, lambda kv: kv[1])
-    letters = op.map("dead", op.merge("letters", dead, split.trues), to_deadletter)
-    publish("out", op.merge("all", reports, outputs.falses, letters), s)
+    letters = cast(Stream[DeadLetter], split.trues)
+    publish_all(op.merge("outputs", reports, outputs.falses), op.merge("letters", dead, letters), s)
     return flow
 
 
-logs.configure()
-flow = build(settings.load())
+def flow() -> Dataflow:
+    """The monitor with the configured settings (`python -m bytewax.run flows.monitor:flow`)."""
+    return build(configured())

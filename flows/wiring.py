@@ -1,14 +1,15 @@
 """The Kafka plumbing every flow shares: read topics, parse or dead-letter, publish.
 
-A flow is written as a few named steps between `read` and `publish`:
+A flow is written as a few named steps between `consume` and `publish_all`:
 
-    raw = read("in", flow, settings, [REQUESTS])
-    parsed, dead = parse("parse", raw, "inference")
+    flow = Dataflow("inference")
+    parsed, dead = consume(flow, settings, [REQUESTS])
     ...
-    publish("out", op.merge("all", outputs, dead), settings)
+    publish_all(outputs, dead, settings)
 
 Anything that cannot be parsed or validated becomes a `DeadLetter` with the reason and the
-original bytes, and the flow goes on.
+original bytes, and the flow goes on. Each flow module exposes `flow()`, the factory that
+`python -m bytewax.run flows.<name>:flow` calls: importing a flow module touches nothing.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from bytewax.connectors.kafka import operators as kop
 from bytewax.dataflow import Dataflow, Stream
 from pydantic import ValidationError
 
-from driftline.kafka import FETCH_WAIT_MS, producer_config
-from driftline.settings import Settings
+from broker.clients import FETCH_WAIT_MS, producer_config
+from driftline import logs
+from driftline.settings import Settings, load
 from driftline.topics import DEADLETTER, DeadLetter, Message, Topic, decode, message_key
 
 log = logging.getLogger(__name__)
@@ -56,9 +58,9 @@ def read(step_id: str, flow: Dataflow, settings: Settings, topics: list[Topic]) 
     out = kop.input(
         step_id,
         flow,
-        brokers=settings.broker_list,
-        topics=[t.name(settings) for t in topics],
-        batch_size=settings.flow_batch_size,
+        brokers=settings.kafka.broker_list,
+        topics=[t.name(settings.kafka) for t in topics],
+        batch_size=settings.flows.batch_size,
         add_config={"fetch.wait.max.ms": str(FETCH_WAIT_MS)},
     )
     op.inspect(f"{step_id}_errors", out.errs, _log_consumer_error)
@@ -97,7 +99,7 @@ def parse(
     topics: list[Topic],
 ) -> tuple[Stream[Parsed], Stream[DeadLetter]]:
     """Split raw messages into parsed ones and dead letters (with the reason)."""
-    schemas = {t.name(settings): t.schema for t in topics}
+    schemas = {t.name(settings.kafka): t.schema for t in topics}
 
     def attempt(raw: Raw) -> Parsed | DeadLetter:
         schema = schemas.get(raw.topic or "")
@@ -144,12 +146,32 @@ def publish(step_id: str, up: Stream[Outgoing], settings: Settings) -> None:
         return KafkaSinkMessage(
             key=message_key(out.topic, out.message),
             value=out.message.to_json(),
-            topic=out.topic.name(settings),
+            topic=out.topic.name(settings.kafka),
         )
 
     config = {k: str(v) for k, v in producer_config(settings).items()}
     op.output(
         step_id,
         op.map(f"{step_id}_serialize", up, serialize),
-        KafkaSink(settings.broker_list, None, add_config=config),
+        KafkaSink(settings.kafka.broker_list, None, add_config=config),
     )
+
+
+def consume(
+    flow: Dataflow, settings: Settings, topics: list[Topic]
+) -> tuple[Stream[Parsed], Stream[DeadLetter]]:
+    """Valid messages from `topics`, and dead letters for the rest (named after the flow)."""
+    return parse("parse", read("in", flow, settings, topics), flow.flow_id, settings, topics)
+
+
+def publish_all(out: Stream[Outgoing], dead: Stream[DeadLetter], settings: Settings) -> None:
+    """Publish a flow's output and its dead letters."""
+    publish("out", op.merge("all", out, op.map("dead", dead, to_deadletter)), settings)
+
+
+def configured() -> Settings:
+    """The settings of a flow process, validated, with logging set up: the first thing every
+    `flow()` factory does, so a wrong setting stops the flow before it reads anything."""
+    settings = load()
+    logs.configure(settings.log_level)
+    return settings

@@ -27,8 +27,9 @@ from fastapi.responses import ORJSONResponse
 
 import lakehouse
 from driftline.ab import Experiment
-from driftline.ab.store import ExperimentStore, current, missing_models
+from driftline.clock import utc_now as now
 from driftline.settings import Settings
+from driftline.tables import INFERENCES
 from driftline.topics import (
     FEEDBACK,
     REQUESTS,
@@ -37,7 +38,6 @@ from driftline.topics import (
     InferenceResult,
     ModelRef,
 )
-from driftline.topics import utc_now as now
 from gateway.bridge import BrokerUnavailable, KafkaBridge
 from gateway.schemas import (
     ExperimentIn,
@@ -47,6 +47,7 @@ from gateway.schemas import (
     InferenceOut,
     Problem,
 )
+from models.experiments import ExperimentStore, current, missing_models
 
 log = logging.getLogger(__name__)
 
@@ -103,18 +104,18 @@ def create_app(settings: Settings) -> FastAPI:
         name = body.experiment
         if (
             name is not None
-            and name != settings.default_experiment
+            and name != settings.ab.default_experiment
             and await asyncio.to_thread(experiments.get, name) is None
         ):
             return problem(404, f"no experiment {name!r}", request.inference_id)
         try:
-            result = await score(request, settings.inference_timeout)
+            result = await score(request, settings.gateway.inference_timeout)
         except BrokerUnavailable as exc:
             return problem(503, str(exc), request.inference_id)
         except TimeoutError:
             return problem(
                 504,
-                f"no result within {settings.inference_timeout:g}s; "
+                f"no result within {settings.gateway.inference_timeout:g}s; "
                 "fetch it later with GET /inference/{inference_id}",
                 request.inference_id,
             )
@@ -239,14 +240,14 @@ async def _check_ready(bridge: KafkaBridge) -> dict[str, Any]:
 def _from_lake(settings: Settings, inference_id: UUID) -> InferenceOut | None:
     """Look an older result up in the lake (read-only: safe beside the lake writer)."""
     try:
-        con = lakehouse.connect(settings, read_only=True)
+        con = lakehouse.connect(settings.lake, read_only=True)
     except Exception:  # no lake yet, or catalog unreadable: nothing to find there
         log.debug("lake not readable", exc_info=True)
         return None
     try:
         row = con.execute(
             "SELECT inference_id, model_name, model_version, prediction, label, created_at "
-            "FROM lake.inferences WHERE inference_id = ? AND error IS NULL",
+            f"FROM lake.{INFERENCES.name} WHERE inference_id = ? AND error IS NULL",
             [str(inference_id)],
         ).fetchone()
     finally:

@@ -17,7 +17,7 @@ from uuid import UUID
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from driftline.kafka import consumer_config, producer_config
+from broker.clients import consumer_config, producer_config
 from driftline.settings import Settings
 from driftline.topics import RESULTS, InferenceResult, Message, Topic, decode, message_key
 
@@ -50,11 +50,11 @@ class KafkaBridge:
         self._settings = settings
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: dict[UUID, list[asyncio.Future[InferenceResult]]] = {}
-        self.cache = ResultCache(settings.result_cache_size)
+        self.cache = ResultCache(settings.gateway.result_cache_size)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._all_brokers_down = False
-        timeout_ms = int(settings.publish_timeout * 1000)
+        timeout_ms = int(settings.gateway.publish_timeout * 1000)
         self._producer = Producer(
             producer_config(settings)
             | {"message.timeout.ms": timeout_ms, "error_cb": self._on_client_error}
@@ -66,7 +66,7 @@ class KafkaBridge:
     def start(self, startup_timeout: float = 10.0) -> None:
         """Assign the results partitions at their current end and start the I/O threads."""
         self._loop = asyncio.get_running_loop()
-        topic = RESULTS.name(self._settings)
+        topic = RESULTS.name(self._settings.kafka)
         consumer = Consumer(consumer_config(self._settings, group_id="driftline-gateway"))
         metadata = consumer.list_topics(topic, timeout=startup_timeout)
         partitions = metadata.topics[topic].partitions if topic in metadata.topics else None
@@ -105,10 +105,6 @@ class KafkaBridge:
         while not self._stop.is_set():
             self._producer.poll(0.1)
 
-    @property
-    def broker_down(self) -> bool:
-        return self._all_brokers_down
-
     async def publish(self, topic: Topic, message: Message) -> None:
         """Produce and wait for the broker's acknowledgement, or raise `BrokerUnavailable`."""
         if self._all_brokers_down and not await asyncio.to_thread(self.broker_reachable):
@@ -121,7 +117,7 @@ class KafkaBridge:
 
         try:
             self._producer.produce(
-                topic.name(self._settings),
+                topic.name(self._settings.kafka),
                 key=message_key(topic, message),
                 value=message.to_json(),
                 on_delivery=on_delivery,
@@ -129,7 +125,7 @@ class KafkaBridge:
         except (BufferError, KafkaException) as exc:
             raise BrokerUnavailable(f"could not queue the message: {exc}") from exc
         try:
-            await asyncio.wait_for(acked, self._settings.publish_timeout + 1.0)
+            await asyncio.wait_for(acked, self._settings.gateway.publish_timeout + 1.0)
         except (TimeoutError, KafkaException) as exc:
             raise BrokerUnavailable(f"the broker did not acknowledge the message: {exc}") from exc
         self._all_brokers_down = False

@@ -9,7 +9,8 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from driftline.ab import Arm
-from driftline.topics import InferenceResult, ModelRef, Probability, UtcDatetime, utc_now
+from driftline.clock import utc_now
+from driftline.topics import InferenceResult, ModelRef, Probability, UtcDatetime
 
 FUTURE_SKEW = timedelta(minutes=1)
 """Clock skew tolerated between a client's `created_at` and the gateway's clock."""

@@ -1,7 +1,7 @@
-"""The DuckLake lakehouse: connection, tables, the idempotent batch writer."""
+"""The DuckLake lakehouse: connection, schema, the idempotent batch writer, upkeep."""
 
 from lakehouse.connection import connect
-from lakehouse.tables import TABLES, LakeTable, ensure_schema
+from lakehouse.schema import ensure_schema
 from lakehouse.writer import write_rows
 
-__all__ = ["TABLES", "LakeTable", "connect", "ensure_schema", "write_rows"]
+__all__ = ["connect", "ensure_schema", "write_rows"]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import duckdb
 
-from driftline.settings import Settings
+from driftline.settings import LakeSettings
 
 # (python package, extension name); httpfs is needed for ENCRYPTED and for s3:// data paths.
 _EXTENSIONS = (
@@ -33,37 +33,37 @@ def extension_path(package: str, name: str) -> Path:
     return root / f"v{duckdb.__version__}" / f"{name}.duckdb_extension"
 
 
-def _attach_sql(settings: Settings, read_only: bool) -> str:
-    options = [] if read_only else [f"DATA_PATH '{settings.data_path}'"]
+def _attach_sql(lake: LakeSettings, read_only: bool) -> str:
+    options = [] if read_only else [f"DATA_PATH '{lake.data_path}'"]
     if not read_only:
-        if settings.lake_encrypted:
+        if lake.encrypted:
             options.append("ENCRYPTED")
         # Small inserts would otherwise be inlined as plain rows in the catalog, unencrypted.
         options.append("DATA_INLINING_ROW_LIMIT 0")
     if read_only:
         options.append("READ_ONLY")
-    return f"ATTACH 'ducklake:{settings.catalog}' AS lake ({', '.join(options)})"
+    return f"ATTACH 'ducklake:{lake.catalog}' AS lake ({', '.join(options)})"
 
 
-def connect(settings: Settings, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+def connect(lake: LakeSettings, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """A fresh in-memory DuckDB with the lake attached as `lake`.
 
     Pass `read_only=True` from processes that only query (CLI, gateway look-ups, tests): they
     may run beside the writer.
     """
-    if not read_only and settings.catalog.startswith("sqlite:"):
-        Path(settings.catalog.removeprefix("sqlite:")).parent.mkdir(parents=True, exist_ok=True)
-    if not read_only and "://" not in settings.data_path:
-        Path(settings.data_path).mkdir(parents=True, exist_ok=True)
+    if not read_only and lake.catalog.startswith("sqlite:"):
+        Path(lake.catalog.removeprefix("sqlite:")).parent.mkdir(parents=True, exist_ok=True)
+    if not read_only and "://" not in lake.data_path:
+        Path(lake.data_path).mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(
         config={"autoinstall_known_extensions": False, "autoload_known_extensions": False}
     )
     for package, name in _EXTENSIONS:
         con.execute(f"LOAD '{extension_path(package, name)}'")
-    con.execute(_attach_sql(settings, read_only))
-    if not read_only and settings.catalog.startswith("sqlite:"):
+    con.execute(_attach_sql(lake, read_only))
+    if not read_only and lake.catalog.startswith("sqlite:"):
         # The catalog holds the Parquet keys and plain-text min/max statistics of every column
         # (user text included): only its owner may read it.
-        os.chmod(settings.catalog.removeprefix("sqlite:"), 0o600)
+        os.chmod(lake.catalog.removeprefix("sqlite:"), 0o600)
     con.execute("USE lake")  # so `SELECT * FROM inferences` needs no `lake.` prefix
     return con

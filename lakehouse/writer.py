@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import duckdb
 import pyarrow as pa
 
+from driftline.tables import LakeTable, Row
 from lakehouse.maintenance import retry_locked
-from lakehouse.tables import LakeTable, Row
 
 log = logging.getLogger(__name__)
 

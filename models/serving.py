@@ -58,7 +58,7 @@ class ModelCache:
             lambda name, version: registry.load_sklearn(settings, name, version)
         )
         self._refresh = (
-            settings.model_refresh_seconds if refresh_seconds is None else refresh_seconds
+            settings.models.refresh_seconds if refresh_seconds is None else refresh_seconds
         )
         self._clock = clock
         self._aliases: dict[tuple[str, str], tuple[str, float]] = {}
@@ -88,7 +88,7 @@ class ModelCache:
         else:
             started = time.perf_counter()
             self._models[key] = LoadedModel(name, version, self._load(name, version))
-            while len(self._models) > self._settings.model_cache_size:
+            while len(self._models) > self._settings.models.cache_size:
                 (old_name, old_version), _ = self._models.popitem(last=False)
                 log.info("model unloaded", extra={"model": old_name, "version": old_version})
             log.info(

@@ -36,7 +36,9 @@ from sklearn.metrics import (
 from sklearn.model_selection import GridSearchCV, PredefinedSplit
 from sklearn.pipeline import Pipeline
 
+from driftline.monitoring.reference import build_reference
 from driftline.settings import Settings
+from driftline.tables import SENTIMENT_TRAIN
 from models import data, features, reference, registry
 
 log = logging.getLogger(__name__)
@@ -202,9 +204,9 @@ def train(
         trained.append(model)
         if make_champion or (
             make_champion is None
-            and registry.alias_version(settings, model.name, settings.default_alias) is None
+            and registry.alias_version(settings, model.name, settings.models.default_alias) is None
         ):
-            registry.set_alias(settings, model.name, model.version, settings.default_alias)
+            registry.set_alias(settings, model.name, model.version, settings.models.default_alias)
     return trained
 
 
@@ -248,7 +250,7 @@ def _train_one(
     search.fit(x_train, y_train)
     best: Pipeline = search.best_estimator_
     proba = best.predict_proba(x_test)[:, 1]
-    ref = reference.build_reference(
+    ref = build_reference(
         proba, y_test, best[:-1].transform(x_test), test_rows["row_id"].to_numpy()
     )
     served = (
@@ -256,7 +258,9 @@ def _train_one(
         if candidate.features == "embeddings"
         else best
     )
-    metrics = {"cv_f1": float(search.best_score_)} | test_metrics(y_test, proba, settings.threshold)
+    metrics = {"cv_f1": float(search.best_score_)} | test_metrics(
+        y_test, proba, settings.models.threshold
+    )
     metrics["test_majority_f1"] = float(f1_score(y_test, np.full_like(y_test, _majority(y_train))))
     metrics["fit_seconds"] = time.perf_counter() - fit_started
     log.info("trained", extra={"model": candidate.name, **metrics})
@@ -266,9 +270,9 @@ def _train_one(
         mlflow.set_tags(
             {
                 "data_source": data.SOURCE,
-                "lake_table": "sentiment_train",
+                "lake_table": SENTIMENT_TRAIN.name,
                 "lake_snapshot_id": str(lake.snapshot_id),
-                "lake_catalog": settings.catalog,
+                "lake_catalog": settings.lake.catalog,
                 "algorithm": candidate.algorithm,
                 "features": candidate.features,
                 "sample": str(sample or "all"),
@@ -282,7 +286,7 @@ def _train_one(
                 warnings.simplefilter("ignore", UserWarning)
                 dataset = from_pandas(
                     rows[["row_id", "text", "label"]],
-                    name=f"sentiment_train@{lake.snapshot_id}/{context}",
+                    name=f"{SENTIMENT_TRAIN.name}@{lake.snapshot_id}/{context}",
                     targets="label",
                 )
                 mlflow.log_input(dataset, context=context)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from driftline.topics import Feedback, InferenceResult, ModelRef, utc_now
+from driftline.clock import utc_now
+from driftline.topics import Feedback, InferenceResult, ModelRef
 
 
 def make_result(**fields: Any) -> InferenceResult:

@@ -1,9 +1,9 @@
 """Per-experiment, per-arm A/B statistics, updated one result or labeled message at a time.
 
 Per arm: traffic and its share, feedback count and mean score, and, over inferences with
-feedback, realized accuracy (predicted label vs the thresholded mean feedback) and the Brier
+feedback, realized accuracy (predicted label vs `truth` of the mean feedback) and the Brier
 score (prediction - mean feedback)^2. Between the first two arms that get traffic, an mSPRT
-(`MixtureSPRT`) on the per-score reward 1 - |label - feedback| gives an always-valid p-value,
+(`MixtureSPRT`) on the per-score `reward` gives an always-valid p-value,
 a confidence sequence and a decision that can be read after every event.
 
 A `Labeled` message carries all feedback of its inference so far, so an update replaces the
@@ -14,12 +14,12 @@ time-to-live), which bounds memory and lets re-delivered results count once.
 Example
 -------
 >>> import uuid
->>> from driftline.topics import utc_now
+>>> from driftline.clock import utc_now
 >>> def result(arm):
 ...     return InferenceResult(inference_id=uuid.uuid4(), created_at=utc_now(), data="x",
 ...                            experiment="exp", arm=arm, prediction=0.9, label=1,
 ...                            scored_at=utc_now())
->>> stats = ExperimentStats("exp", threshold=0.5, horizon=3600.0)
+>>> stats = ExperimentStats("exp", horizon=3600.0)
 >>> for arm in "AAB":
 ...     _ = stats.on_result(result(arm))
 >>> [(a.arm, a.traffic, round(a.share, 2)) for a in stats.report().arms]
@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from typing import Any, Self
 
 from driftline.ab.sequential import MixtureSPRT
+from driftline.stats.feedback import reward, truth
 from driftline.topics import ABReport, ArmStats, InferenceResult, Labeled, ModelRef, SequentialTest
 
 __all__ = ["ExperimentStats"]
@@ -65,13 +66,8 @@ class _Arm:
 class ExperimentStats:
     """Running statistics of one experiment; `changed` says whether a new report is due."""
 
-    def __init__(self, experiment: str, threshold: float, horizon: float, alpha: float = 0.05):
-        self.experiment, self.threshold, self.horizon, self.alpha = (
-            experiment,
-            threshold,
-            horizon,
-            alpha,
-        )
+    def __init__(self, experiment: str, horizon: float, alpha: float = 0.05):
+        self.experiment, self.horizon, self.alpha = experiment, horizon, alpha
         self.arms: dict[str, _Arm] = {}
         self.seen: dict[str, list] = {}
         """inference id -> [arm, feedback scores counted, event time]."""
@@ -109,7 +105,7 @@ class ExperimentStats:
             arm.feedback_count += 1
             arm.feedback_sum += score
             if self.test is not None and labeled.arm in (self.test.arm_a, self.test.arm_b):
-                self.test.update(labeled.arm, 1.0 - abs(labeled.label - score))
+                self.test.update(labeled.arm, reward(labeled.label, score))
         entry[1] = len(scores)
         self.latest = max(self.latest, labeled.updated_at)
         self.changed = True
@@ -117,7 +113,7 @@ class ExperimentStats:
 
     def _score(self, arm: _Arm, labeled: Labeled, scores: list[float], sign: float) -> None:
         mean = sum(scores) / len(scores)
-        arm.correct += sign * float(labeled.label == int(mean >= self.threshold))
+        arm.correct += sign * float(labeled.label == truth(mean))
         arm.brier += sign * (labeled.prediction - mean) ** 2
 
     def _arm(self, name: str) -> _Arm:
@@ -163,7 +159,7 @@ class ExperimentStats:
     def to_state(self) -> dict[str, Any]:
         """A deep copy as builtins (and frozen messages), for Bytewax snapshots."""
         return {
-            "params": (self.experiment, self.threshold, self.horizon, self.alpha),
+            "params": (self.experiment, self.horizon, self.alpha),
             "arms": {name: dict(vars(arm)) for name, arm in self.arms.items()},
             "seen": {k: list(v) for k, v in self.seen.items()},
             "test": self.test.to_state() if self.test is not None else None,

@@ -1,4 +1,10 @@
-"""Brier score and realized accuracy/F1 of a window from user feedback."""
+"""What feedback means, and the Brier score and realized accuracy/F1 of a window from it.
+
+A feedback score is a number in [0, 1]: how positive the user says the text really is. Two
+helpers give it meaning everywhere in driftline: `truth` (the label the feedback says is right)
+and `reward` (how much one score agrees with the predicted label, for the bandit and the A/B
+test).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,28 @@ from typing import Any, Self
 
 from driftline.stats._fixed import from_units, to_units
 from driftline.stats.confusion import Confusion
+
+TRUTH_LEVEL = 0.5
+"""A mean feedback at or above this says the text is truly positive."""
+
+
+def truth(feedback_mean: float) -> int:
+    """The true label according to an inference's mean feedback.
+
+    >>> truth(0.5), truth(0.49)
+    (1, 0)
+    """
+    return int(feedback_mean >= TRUTH_LEVEL)
+
+
+def reward(label: int, score: float) -> float:
+    """How much one feedback score agrees with the predicted label: 1 - |label - score|.
+
+    >>> reward(1, 1.0), reward(1, 0.25), reward(0, 0.25)
+    (1.0, 0.25, 0.75)
+    """
+    return 1.0 - abs(label - score)
+
 
 # (prediction correct, predicted label) -> confusion cell
 _CELL = {(True, 1): "tp", (False, 1): "fp", (False, 0): "fn", (True, 0): "tn"}
@@ -25,7 +53,7 @@ class FeedbackMetrics:
 
     An inference may receive several feedback scores in [0, 1]; it counts once, with the mean
     of its scores. Brier is the mean of (p - feedback_mean)^2. For the realized confusion
-    matrix an inference is truly positive when feedback_mean >= 0.5. When a new score changes
+    matrix an inference's true label is `truth(feedback_mean)`. When a new score changes
     an inference's mean, the caller removes the old contribution and adds the new one; the
     sums are exact fixed-point integers, so `remove` undoes `update` exactly.
 
@@ -60,7 +88,7 @@ class FeedbackMetrics:
             raise ValueError(f"p {p!r} and feedback mean {feedback_mean!r} must be in [0, 1]")
         if label not in (0, 1):
             raise ValueError(f"predicted label {label!r} is not 0 or 1")
-        correct = (feedback_mean >= 0.5) == (label == 1)
+        correct = truth(feedback_mean) == label
         return to_units((p - feedback_mean) ** 2), _CELL[correct, int(label)]
 
     def update(self, p: float, label: int, feedback_mean: float) -> Self:

@@ -15,7 +15,9 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from driftline import broker, settings, stack
+from app import supervisor
+from broker import embedded
+from driftline import settings
 from driftline.settings import Settings
 
 T = TypeVar("T")
@@ -38,23 +40,6 @@ def wait_until(probe: Callable[[], T | None], timeout: float = 30.0, every: floa
             return last
         time.sleep(every)
     raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
-
-
-def environment(s: Settings) -> dict[str, str]:
-    """The DRIFTLINE_* variables that make a child process use these settings."""
-    return {
-        "DRIFTLINE_HOME": str(s.home),
-        "DRIFTLINE_BROKERS": s.brokers,
-        "DRIFTLINE_GATEWAY_PORT": str(s.gateway_port),
-        "DRIFTLINE_LAKE_BATCH_SECONDS": str(s.lake_batch_seconds),
-        "DRIFTLINE_LAKE_BATCH_SIZE": str(s.lake_batch_size),
-        "DRIFTLINE_LAKE_COMPACT_SECONDS": str(s.lake_compact_seconds),
-        "DRIFTLINE_MODEL_REFRESH_SECONDS": str(s.model_refresh_seconds),
-        "DRIFTLINE_MONITOR_WINDOW_SECONDS": str(s.monitor_window_seconds),
-        "DRIFTLINE_MONITOR_SLIDE_SECONDS": str(s.monitor_slide_seconds),
-        "DRIFTLINE_MONITOR_LATENESS_SECONDS": str(s.monitor_lateness_seconds),
-        "DRIFTLINE_MONITOR_IDLE_SECONDS": str(s.monitor_idle_seconds),
-    }
 
 
 def make_settings(home: Path, **overrides: Any) -> Settings:
@@ -80,20 +65,20 @@ class Stack:
 
     def __init__(self, s: Settings) -> None:
         self.settings = s
-        env = os.environ | environment(s)
-        self.children = {c.name: c for c in stack.children(s)}
+        env = os.environ | s.to_env()
+        self.children = {c.name: c for c in supervisor.children(s)}
         for child in self.children.values():
             child.env = child.env | env
 
     @property
     def url(self) -> str:
-        return f"http://{self.settings.gateway_host}:{self.settings.gateway_port}"
+        return self.settings.gateway_url
 
     def start(self) -> None:
         for child in self.children.values():
             child.start()
-        stack.wait_ready(self.settings, timeout=90)
-        stack.wait_lake(self.settings)
+        supervisor.wait_ready(self.settings, timeout=90)
+        supervisor.wait_lake(self.settings)
 
     def stop(self) -> None:
         for child in self.children.values():
@@ -106,7 +91,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     from models import train
 
     s = make_settings(tmp_path_factory.mktemp("driftline"))
-    broker.start(s)
+    embedded.start(s)
     train.train(s, sample=2000, only=train.QUICK)  # the TF-IDF pair: a few seconds
     running = Stack(s)
     try:
@@ -114,7 +99,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield running
     finally:
         running.stop()
-        broker.stop(s)
+        embedded.stop(s)
 
 
 @pytest.fixture()

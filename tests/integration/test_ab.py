@@ -16,7 +16,7 @@ from scipy.stats import binomtest
 import lakehouse
 from driftline.settings import Settings
 from driftline.topics import AB, LABELED
-from tests.integration.conftest import Stack, environment, wait_until
+from tests.integration.conftest import Stack, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -27,8 +27,8 @@ READ_ALL = ["-o", "beginning", "-e", "-q"]
 def kcat_json(s: Settings, topic: str) -> list[dict]:
     """Every message on `topic`, read with `driftline kcat -C -o beginning -e` as a user would."""
     out = subprocess.run(
-        [sys.executable, "-m", "driftline.cli", "kcat", "-C", "-t", topic, *READ_ALL],
-        env=os.environ | environment(s),
+        [sys.executable, "-m", "app.cli", "kcat", "-C", "-t", topic, *READ_ALL],
+        env=os.environ | s.to_env(),
         capture_output=True,
         check=True,
         timeout=60,
@@ -41,7 +41,7 @@ def second_version(s: Settings) -> str:
     from models import registry
 
     client = registry.client(s)
-    champion = client.get_model_version_by_alias(MODEL, s.default_alias)
+    champion = client.get_model_version_by_alias(MODEL, s.models.default_alias)
     return str(client.create_model_version(MODEL, champion.source, champion.run_id).version)
 
 
@@ -106,7 +106,7 @@ def test_feedback_shows_up_labeled_in_monitoring_ab_and_in_the_lake(
     ids = {a["inference_id"] for a in scored}
 
     def labeled() -> list[dict] | None:
-        found = kcat_json(live.settings, LABELED.name(live.settings))
+        found = kcat_json(live.settings, LABELED.name(live.settings.kafka))
         found = [m for m in found if m["inference_id"] in ids]
         return found if {m["inference_id"] for m in found} == ids else None
 
@@ -115,7 +115,7 @@ def test_feedback_shows_up_labeled_in_monitoring_ab_and_in_the_lake(
         assert len(message["feedback"]) == 1
 
     def report() -> dict | None:
-        reports = kcat_json(live.settings, AB.name(live.settings))
+        reports = kcat_json(live.settings, AB.name(live.settings.kafka))
         reports = [r for r in reports if r["experiment"] == "split"]
         if not reports:
             return None
@@ -129,7 +129,7 @@ def test_feedback_shows_up_labeled_in_monitoring_ab_and_in_the_lake(
     assert last["test"]["arm_a"] in arms and last["test"]["decision"]
 
     def lake_rows() -> list[tuple] | None:
-        con = lakehouse.connect(live.settings, read_only=True)
+        con = lakehouse.connect(live.settings.lake, read_only=True)
         try:
             return con.execute(
                 "SELECT test_decision, arms FROM ab_metrics WHERE experiment = 'split'"
@@ -145,8 +145,8 @@ def test_experiments_are_listed_validated_and_unknown_ones_refused(
 ) -> None:
     listed = {e["name"]: e for e in client.get("/experiments").json()}
     assert [a["weight"] for a in listed["split"]["arms"]] == [0.7, 0.3]
-    default = listed[live.settings.default_experiment]
-    assert default["arms"][0]["model"] == live.settings.default_model
+    default = listed[live.settings.ab.default_experiment]
+    assert default["arms"][0]["model"] == live.settings.models.default_model
     assert len(default["arms"]) in (1, 2)  # two once a second registered model exists
 
     bad = {"arms": [{"name": "A", "model": "no_such_model", "alias": "champion", "weight": 1}]}
@@ -159,8 +159,8 @@ def test_experiments_are_listed_validated_and_unknown_ones_refused(
     assert explicit["model"] == {"name": MODEL, "version": split}
 
     cli = subprocess.run(
-        [sys.executable, "-m", "driftline.cli", "experiments", "list"],
-        env=os.environ | environment(live.settings),
+        [sys.executable, "-m", "app.cli", "experiments", "list"],
+        env=os.environ | live.settings.to_env(),
         capture_output=True,
         text=True,
         check=True,

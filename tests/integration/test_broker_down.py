@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from driftline import broker
+from broker import embedded
 from tests.integration.conftest import Stack, make_settings, wait_until
 
 pytestmark = pytest.mark.integration
@@ -24,14 +24,14 @@ def _health(url: str) -> bool:
 
 def test_gateway_answers_503_quickly_when_the_broker_is_down(tmp_path: Path) -> None:
     s = make_settings(tmp_path, publish_timeout=1.0)
-    broker.start(s)
+    embedded.start(s)
     gateway = Stack(s).children["gateway"]
     gateway.env = gateway.env | {"DRIFTLINE_PUBLISH_TIMEOUT": "1.0"}
     gateway.start()
-    url = f"http://127.0.0.1:{s.gateway_port}"
+    url = f"http://127.0.0.1:{s.gateway.port}"
     try:
         wait_until(lambda: _health(url), timeout=30)
-        broker.stop(s)
+        embedded.stop(s)
         requests = [
             ("POST", {"data": "anyone there?"}),
             ("PATCH", {"inference_id": str(uuid.uuid4()), "feedback": 1.0}),
@@ -49,4 +49,4 @@ def test_gateway_answers_503_quickly_when_the_broker_is_down(tmp_path: Path) -> 
         assert ready.json()["broker"] is False
     finally:
         gateway.stop()
-        broker.stop(s)
+        embedded.stop(s)

@@ -8,8 +8,9 @@ import httpx
 import pytest
 from confluent_kafka import Producer
 
-from driftline.kafka import producer_config
-from driftline.topics import FEEDBACK, LABELED, Feedback, message_key, utc_now
+from broker.clients import producer_config
+from driftline.clock import utc_now
+from driftline.topics import FEEDBACK, LABELED, Feedback, message_key
 from tests.integration.conftest import Stack, wait_until
 from tests.integration.test_ab import kcat_json, post
 
@@ -35,7 +36,7 @@ def test_kill_9_of_the_feedback_flow_loses_nothing_and_counts_nothing_twice(
 
     def last_labeled(expected: int) -> dict[str, dict] | None:
         last = {}
-        for message in kcat_json(s, LABELED.name(s)):  # in order within each partition
+        for message in kcat_json(s, LABELED.name(s.kafka)):  # in order within each partition
             if message["inference_id"] in ids:
                 last[message["inference_id"]] = message
         done = len(last) == len(ids) and all(len(m["feedback"]) == expected for m in last.values())
@@ -56,7 +57,7 @@ def test_kill_9_of_the_feedback_flow_loses_nothing_and_counts_nothing_twice(
             feedback=ROUNDS[0],
             created_at=utc_now(),
         )
-        producer.produce(FEEDBACK.name(s), again.to_json(), message_key(FEEDBACK, again))
+        producer.produce(FEEDBACK.name(s.kafka), again.to_json(), message_key(FEEDBACK, again))
     producer.flush(10)
     feedback_flow.start()
     send(ROUNDS[2])

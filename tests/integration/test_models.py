@@ -10,12 +10,13 @@ import httpx
 import numpy as np
 import pytest
 
-from driftline import cli, settings
+from app import cli
+from driftline import settings
 from driftline.settings import Settings
 from models import data, registry, train
 from models.reference import load_reference
 from models.serving import ModelCache
-from tests.integration.conftest import Stack, environment, wait_until
+from tests.integration.conftest import Stack, wait_until
 
 pytestmark = pytest.mark.integration
 SAMPLE = 300  # the embedding models encode these 300 texts once, in a few seconds
@@ -35,7 +36,7 @@ def test_each_model_loads_by_alias_through_the_flows_cache_and_scores_text(
     assert sorted(m.name for m in models) == sorted(train.NAMES)
     cache = ModelCache(s)
     for model in models:
-        loaded = cache.get(model.name, s.default_alias)
+        loaded = cache.get(model.name, s.models.default_alias)
         assert loaded.version == model.version
         p = loaded.predict_proba(["i love this so much", "this is awful, i hate it"])
         assert p.shape == (2,) and np.all((p >= 0) & (p <= 1))
@@ -83,7 +84,7 @@ def test_models_list_shows_every_version_with_its_metrics(
     assert lines[0].split()[:4] == ["name", "version", "aliases", "test_f1"]
     for model in models:
         row = next(line.split() for line in lines if line.startswith(model.name + " "))
-        assert row[1:3] == [model.version, s.default_alias]
+        assert row[1:3] == [model.version, s.models.default_alias]
         assert float(row[3]) == pytest.approx(model.metrics["test_f1"], abs=1e-3)
 
 
@@ -91,9 +92,9 @@ def test_an_alias_move_reaches_the_running_inference_flow(
     live: Stack, client: httpx.Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     s = live.settings
-    for key, value in environment(s).items():
+    for key, value in s.to_env().items():
         monkeypatch.setenv(key, value)  # so the CLI talks to the live stack's store
-    name, alias = s.default_model, s.default_alias
+    name, alias = s.models.default_model, s.models.default_alias
     served = registry.alias_version(s, name, alias)
     assert served is not None
     new = train.train(s, sample=500, only=[name], make_champion=False)[0]

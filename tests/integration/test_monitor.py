@@ -15,7 +15,8 @@ from collections.abc import Sequence
 import pytest
 from confluent_kafka import Producer
 
-from driftline.kafka import producer_config
+from broker.clients import producer_config
+from driftline.clock import utc_now
 from driftline.settings import Settings
 from driftline.topics import (
     ALERTS,
@@ -29,7 +30,6 @@ from driftline.topics import (
     ModelRef,
     decode,
     message_key,
-    utc_now,
 )
 from models.datasets import sentiment_binary, sms_texts
 from tests.integration.conftest import Stack, wait_until
@@ -44,7 +44,7 @@ def send(s: Settings, producer: Producer, texts: Sequence[str], seconds: float) 
     for i, text in enumerate(texts):
         request = InferenceRequest(inference_id=uuid.uuid4(), created_at=utc_now(), data=text)
         producer.produce(
-            REQUESTS.name(s), key=message_key(REQUESTS, request), value=request.to_json()
+            REQUESTS.name(s.kafka), key=message_key(REQUESTS, request), value=request.to_json()
         )
         producer.poll(0)
         time.sleep(max(0.0, started + seconds * (i + 1) / len(texts) - time.monotonic()))
@@ -52,12 +52,12 @@ def send(s: Settings, producer: Producer, texts: Sequence[str], seconds: float) 
 
 
 def reports(s: Settings) -> list[DriftReport]:
-    return [decode(DriftReport, v) for v in read_topic(s, DRIFT.name(s))]
+    return [decode(DriftReport, v) for v in read_topic(s, DRIFT.name(s.kafka))]
 
 
 def test_out_of_domain_texts_raise_feature_and_prediction_drift_and_an_alert(live: Stack) -> None:
     s = live.settings
-    slide = s.monitor_slide_seconds
+    slide = s.monitor.slide_seconds
     producer = Producer(producer_config(s))
     tweets = sentiment_binary()["text"].sample(600, random_state=1).tolist()
     sms = sms_texts()["text"].sample(900, random_state=1).tolist()
@@ -66,7 +66,7 @@ def test_out_of_domain_texts_raise_feature_and_prediction_drift_and_an_alert(liv
     switched = utc_now()
     send(s, producer, sms, seconds=20)  # one window length: the last window is mostly SMS
     sent_until = utc_now().timestamp()
-    last_end = sent_until - s.monitor_lateness_seconds - slide
+    last_end = sent_until - s.monitor.lateness_seconds - slide
 
     def after_switch() -> tuple[DriftReport, list[DriftReport]] | None:
         # Per model: the last window before the switch, those holding a full slide of SMS, up
@@ -83,8 +83,12 @@ def test_out_of_domain_texts_raise_feature_and_prediction_drift_and_an_alert(liv
     baseline, later = wait_until(after_switch, timeout=20)
     model, first, last = baseline.model, later[0], later[-1]
     assert first.window_end.timestamp() - switched.timestamp() < 2 * slide
-    assert first.ks_d > baseline.ks_d  # prediction drift rises within one slide
-    assert first.domain_auc > baseline.domain_auc  # and so does feature drift
+    # Within five slides (a window up to half SMS) the shift shows as significant feature drift
+    # and as higher prediction drift. One slide (a tenth SMS) is too little to assert on: the
+    # in-domain AUC varies by more than that shift moves it.
+    early = [r for r in later if r.window_end.timestamp() <= switched.timestamp() + 5 * slide]
+    assert any(r.feature_drift for r in early)
+    assert max(r.ks_d for r in early) > baseline.ks_d
     assert baseline.feature_drift is False and baseline.ks_d < 0.2
     assert last.feature_drift and last.domain_auc > 0.7
     assert last.share is not None and 0 < last.share <= 1
@@ -93,7 +97,7 @@ def test_out_of_domain_texts_raise_feature_and_prediction_drift_and_an_alert(liv
     assert last.ks_p_value < 1e-3 and last.ks_d > 2 * baseline.ks_d
 
     def alerts() -> list[Alert] | None:
-        found = [decode(Alert, v) for v in read_topic(s, ALERTS.name(s))]
+        found = [decode(Alert, v) for v in read_topic(s, ALERTS.name(s.kafka))]
         return [a for a in found if a.model == model and a.window_end > switched] or None
 
     metrics = {a.metric for a in wait_until(alerts, timeout=20)}
@@ -118,7 +122,7 @@ def test_out_of_domain_texts_raise_feature_and_prediction_drift_and_an_alert(liv
         found = [r for r in reports(s) if r.window_end.timestamp() > sent_until + slide]
         return found or None
 
-    idle_limit = s.monitor_idle_seconds + s.monitor_lateness_seconds + 3 * slide + 15
+    idle_limit = s.monitor.idle_seconds + s.monitor.lateness_seconds + 3 * slide + 15
     assert all(r.share is not None for r in wait_until(closed_by_idleness, timeout=idle_limit))
 
 
@@ -131,7 +135,7 @@ def test_monitor_resumes_after_kill_9_and_counts_every_result_once(live: Stack) 
     started = utc_now()
     send(s, producer, tweets[:250], seconds=5)
     wait_until(lambda: any(r.window_end > started for r in reports(s)), timeout=20)
-    time.sleep(2 * s.snapshot_seconds)  # a snapshot holds some of the window
+    time.sleep(2 * s.flows.snapshot_seconds)  # a snapshot holds some of the window
     assert monitor.proc is not None
     os.kill(monitor.proc.pid, signal.SIGKILL)
     monitor.proc.wait()
@@ -139,14 +143,14 @@ def test_monitor_resumes_after_kill_9_and_counts_every_result_once(live: Stack) 
     send(s, producer, tweets[250:450], seconds=4)  # queued in Kafka while the monitor is down
     monitor.start()
     send(s, producer, tweets[450:], seconds=5)
-    last_end = utc_now().timestamp() - s.monitor_lateness_seconds - s.monitor_slide_seconds
+    last_end = utc_now().timestamp() - s.monitor.lateness_seconds - s.monitor.slide_seconds
 
     def caught_up() -> list[DriftReport] | None:
         found = [r for r in reports(s) if r.window_end > started]
         return found if max(r.window_end.timestamp() for r in found) >= last_end else None
 
     checked = wait_until(caught_up, timeout=60, every=1.0)
-    results = [decode(InferenceResult, v) for v in read_topic(s, RESULTS.name(s))]
+    results = [decode(InferenceResult, v) for v in read_topic(s, RESULTS.name(s.kafka))]
     by_model: dict[ModelRef, dict[str, float]] = {}
     for r in results:
         if r.model is not None and r.prediction is not None and not r.probe:

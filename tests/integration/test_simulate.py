@@ -8,8 +8,8 @@ from datetime import timedelta
 
 import pytest
 
-from driftline import simulate
-from driftline.topics import utc_now
+from app import simulate
+from driftline.clock import utc_now
 from models import data
 from tests.integration.conftest import Stack, wait_until
 from tests.integration.test_spine import lake_rows

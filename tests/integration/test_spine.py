@@ -14,7 +14,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 import lakehouse
-from driftline.kafka import consumer_config, producer_config
+from broker.clients import consumer_config, producer_config
 from driftline.settings import Settings
 from driftline.topics import (
     DEADLETTER,
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.integration
 
 def lake_rows(s: Settings, sql: str, params: list | None = None) -> list[tuple]:
     """Query the lake from a fresh read-only connection, as a second process would."""
-    con = lakehouse.connect(s, read_only=True)
+    con = lakehouse.connect(s.lake, read_only=True)
     try:
         return con.execute(sql, params or []).fetchall()
     finally:
@@ -156,17 +156,17 @@ def test_bad_message_on_requests_topic_goes_to_deadletter_and_flow_keeps_scoring
     marker = uuid.uuid4().hex
     producer = Producer(producer_config(s))
     broken_bytes = b"{broken json " + marker.encode()
-    producer.produce(REQUESTS.name(s), key=marker.encode(), value=broken_bytes)
-    producer.produce(REQUESTS.name(s), key=marker.encode(), value=b'{"data": "no id"}')
+    producer.produce(REQUESTS.name(s.kafka), key=marker.encode(), value=broken_bytes)
+    producer.produce(REQUESTS.name(s.kafka), key=marker.encode(), value=b'{"data": "no id"}')
     producer.flush(5)
 
     def letters() -> list[DeadLetter] | None:
-        found = [decode(DeadLetter, v) for v in read_topic(s, DEADLETTER.name(s))]
+        found = [decode(DeadLetter, v) for v in read_topic(s, DEADLETTER.name(s.kafka))]
         mine = [d for d in found if d.key == marker]
         return mine if len(mine) == 2 else None
 
     broken, invalid = sorted(wait_until(letters, timeout=20), key=lambda d: d.offset or 0)
-    assert broken.flow == "inference" and broken.source_topic == REQUESTS.name(s)
+    assert broken.flow == "inference" and broken.source_topic == REQUESTS.name(s.kafka)
     assert broken.reason.startswith("not JSON")
     assert broken.payload() == broken_bytes
     assert "inference_id: Field required" in invalid.reason
@@ -179,13 +179,13 @@ def test_feedback_that_arrives_before_its_inference_is_not_lost(live: Stack) -> 
     inference_id = uuid.uuid4()
     producer = Producer(producer_config(s))
     early = make_feedback(inference_id, 1.0)
-    producer.produce(FEEDBACK.name(s), key=str(inference_id), value=early.to_json())
+    producer.produce(FEEDBACK.name(s.kafka), key=str(inference_id), value=early.to_json())
     producer.flush(5)
     wait_until(
         lambda: lake_rows(s, "SELECT 1 FROM feedback WHERE inference_id = ?", [str(inference_id)])
     )
     producer.produce(
-        RESULTS.name(s),
+        RESULTS.name(s.kafka),
         key=str(inference_id),
         value=make_result(inference_id=inference_id, data="late").to_json(),
     )
@@ -210,7 +210,7 @@ def test_kill_9_of_the_lake_writer_mid_stream_loses_and_duplicates_nothing(live:
     killed = False
     for i, inference_id in enumerate(ids):
         producer.produce(
-            RESULTS.name(s),
+            RESULTS.name(s.kafka),
             key=str(inference_id),
             value=make_result(inference_id=inference_id, data=batch).to_json(),
         )
@@ -244,7 +244,7 @@ def test_kill_9_of_the_lake_writer_mid_stream_loses_and_duplicates_nothing(live:
 
     wait_until(complete, timeout=60)
     # A replay still in flight would show up within a few batch intervals: look again after.
-    time.sleep(10 * s.lake_batch_seconds)
+    time.sleep(10 * s.lake.batch_seconds)
     total, distinct = lake_rows(
         s, "SELECT count(*), count(DISTINCT inference_id) FROM inferences WHERE data = ?", [batch]
     )[0]
@@ -258,7 +258,7 @@ def test_sql_cli_reads_the_lake_while_the_writer_runs(live: Stack, client: httpx
 
     def shown() -> str | None:
         out = subprocess.run(
-            [sys.executable, "-m", "driftline.cli", "sql", query],
+            [sys.executable, "-m", "app.cli", "sql", query],
             env=env,
             capture_output=True,
             text=True,
@@ -273,15 +273,15 @@ def test_sql_cli_reads_the_lake_while_the_writer_runs(live: Stack, client: httpx
 
 def test_kcat_tails_the_results_topic(live: Stack, client: httpx.Client) -> None:
     inference_id = client.post("/inference", json={"data": "tail me"}).json()["inference_id"]
-    topic = RESULTS.name(live.settings)
+    topic = RESULTS.name(live.settings.kafka)
     out = subprocess.run(
         [
             sys.executable,
             "-m",
-            "driftline.cli",
+            "app.cli",
             "kcat",
             "-b",
-            live.settings.brokers,
+            live.settings.kafka.brokers,
             "-C",
             "-t",
             topic,

@@ -1,21 +1,35 @@
-"""Settings for the monitor's window tests, with short names for the window geometry."""
+"""Monitor configuration and windows for the monitor's unit tests, with short names."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from driftline.settings import Settings
+from driftline.monitoring.reference import Reference
+from driftline.monitoring.window import ModelWindow
+from driftline.settings import AlertSettings, MonitorSettings, Settings
+from driftline.topics import ModelRef
+
+MODEL = ModelRef(name="m", version="1")
 
 
-def window_settings(length: float, slide: float, lateness: float, **rest: Any) -> Settings:
-    """Settings with `monitor_window_seconds=length` etc.; `rest` are other Settings fields
-    (a `monitor_` prefix may be left out)."""
-    fields = {k if hasattr(Settings, k) else f"monitor_{k}": v for k, v in rest.items()}
-    return Settings(
-        Path("."),
-        monitor_window_seconds=length,
-        monitor_slide_seconds=slide,
-        monitor_lateness_seconds=lateness,
-        **fields,
+def window_settings(length: float, slide: float, lateness: float, **rest: Any) -> MonitorSettings:
+    """The monitor's settings with the window geometry given by short names."""
+    return MonitorSettings(
+        window_seconds=length, slide_seconds=slide, lateness_seconds=lateness, **rest
     )
+
+
+def model_window(
+    reference: Reference,
+    config: MonitorSettings,
+    alerts: AlertSettings | None = None,
+    clock: Any = lambda: 0.0,
+) -> ModelWindow:
+    """The window of model `m/1` at threshold 0.5, on a clock that stands still by default."""
+    return ModelWindow(MODEL, reference, config, alerts or AlertSettings(), 0.5, clock)
+
+
+def flow_settings(length: float, slide: float, lateness: float, **rest: Any) -> Settings:
+    """Whole settings (as the flow's steps take them) with this window geometry."""
+    return Settings(home=Path("."), monitor=window_settings(length, slide, lateness, **rest))

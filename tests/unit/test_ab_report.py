@@ -26,7 +26,7 @@ def labeled(result: InferenceResult, scores: list[float]) -> Labeled:
 
 def test_arm_statistics_match_a_brute_force_recomputation() -> None:
     rng = random.Random(3)
-    stats = ExperimentStats("exp", threshold=0.5, horizon=1e9)
+    stats = ExperimentStats("exp", horizon=1e9)
     results, feedback = [], defaultdict(list)
     for _ in range(300):
         result = make_result(experiment="exp", arm=rng.choice("AAB"), prediction=rng.random())
@@ -61,7 +61,7 @@ def test_arm_statistics_match_a_brute_force_recomputation() -> None:
 
 def test_sequential_test_sees_each_score_once_and_names_the_better_arm() -> None:
     rng = random.Random(5)
-    stats, reference = ExperimentStats("exp", 0.5, 1e9), MixtureSPRT("A", "B")
+    stats, reference = ExperimentStats("exp", 1e9), MixtureSPRT("A", "B")
     for i in range(3000):
         arm = "AB"[i % 2]
         result = make_result(experiment="exp", arm=arm, prediction=0.9)  # label 1
@@ -86,7 +86,7 @@ def test_aa_false_positive_rate_through_the_report_path() -> None:
     false_positives = 0
     for seed in range(RUNS):
         rng = random.Random(seed)
-        stats = ExperimentStats("aa", 0.5, 1e9, alpha=0.05)
+        stats = ExperimentStats("aa", 1e9, alpha=0.05)
         for i in range(600):
             result = make_result(experiment="aa", arm="AB"[i % 2], prediction=0.9)
             stats.on_result(result)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from driftline import settings
 from driftline.ab import Arm, Experiment
-from driftline.ab.store import ExperimentCache, ExperimentStore, default_experiment
+from driftline.ab.default import default_experiment
+from models.experiments import ExperimentCache, ExperimentStore
 
 ONE = {"sentiment_logreg_tfidf": ({"champion"}, "1")}
 FOUR = ONE | {
@@ -35,13 +36,13 @@ def test_experiments_survive_a_new_store_on_the_same_file(tmp_path: Path) -> Non
 
 def test_default_is_the_served_model_against_the_most_different_one(tmp_path: Path) -> None:
     s = settings.load(home=tmp_path)
-    default, complete = default_experiment(s, lambda _: FOUR)
+    default, complete = default_experiment(s.models, s.ab, FOUR)
     assert complete
     assert [(a.model, a.alias, a.version, a.weight) for a in default.arms] == [
         ("sentiment_logreg_tfidf", "champion", None, 0.5),
         ("sentiment_xgboost_minilm", None, "2", 0.5),  # no alias: its latest version
     ]
-    single, complete = default_experiment(s, lambda _: ONE)
+    single, complete = default_experiment(s.models, s.ab, ONE)
     assert not complete and [a.model for a in single.arms] == ["sentiment_logreg_tfidf"]
 
 
@@ -49,7 +50,7 @@ def test_cache_rereads_the_store_and_grows_the_default(tmp_path: Path) -> None:
     s = settings.load(home=tmp_path, experiment_refresh_seconds=5.0)
     now, registry = [0.0], [ONE]
     store = ExperimentStore.of(s)
-    cache = ExperimentCache(s, store, registered=lambda _: registry[0], clock=lambda: now[0])
+    cache = ExperimentCache(s, store, registry=lambda _: registry[0], clock=lambda: now[0])
     assert len(cache.get(None).arms) == 1 and store.get("default") is None  # not stored yet
     store.put(exp("new", "x"))
     registry[0] = FOUR

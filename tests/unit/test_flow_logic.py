@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
 from bytewax.operators import StatefulLogic
 
-import flows.ab
-import flows.feedback
 from driftline import settings
 from driftline.topics import AB, DEADLETTER, LABELED
 from flows.ab import ReportLogic
@@ -16,22 +13,23 @@ from tests.factories import make_feedback, make_result
 
 
 class Clock:
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, *modules: object) -> None:
+    """Wall time the test sets by hand."""
+
+    def __init__(self) -> None:
         self.now = 1000.0
-        for module in modules:
-            monkeypatch.setattr(module.time, "time", lambda: self.now)
+
+    def __call__(self) -> float:
+        return self.now
 
 
-def test_join_logic_times_out_early_feedback_and_survives_a_snapshot(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    clock = Clock(monkeypatch, flows.feedback)
+def test_join_logic_times_out_early_feedback_and_survives_a_snapshot() -> None:
+    clock = Clock()
     result = make_result()
-    logic = JoinLogic(ttl=10.0, resume=None)
+    logic = JoinLogic(ttl=10.0, resume=None, clock=clock)
     fb = Parsed(make_feedback(result.inference_id, 1.0), "inference.feedback", 0, 1)
     assert logic.on_item(fb) == ([], StatefulLogic.RETAIN)
     assert logic.notify_at().timestamp() == 1010.0
-    logic = JoinLogic(10.0, logic.snapshot())  # restored after a crash
+    logic = JoinLogic(10.0, logic.snapshot(), clock)  # restored after a crash
     clock.now = 1005.0
     out, _ = logic.on_item(Parsed(result, "inference.results", 0, 2))
     assert [o.topic for o in out] == [LABELED]
@@ -41,18 +39,17 @@ def test_join_logic_times_out_early_feedback_and_survives_a_snapshot(
     clock.now = 1015.0
     assert logic.on_notify() == ([], StatefulLogic.DISCARD)
 
-    lonely = JoinLogic(ttl=10.0, resume=None)
+    lonely = JoinLogic(ttl=10.0, resume=None, clock=clock)
     lonely.on_item(Parsed(make_feedback(make_result().inference_id, 0.0), "t", 0, 3))
     clock.now += 10.0
     out, discard = lonely.on_notify()
     assert [o.topic for o in out] == [DEADLETTER] and discard is StatefulLogic.DISCARD
 
 
-def test_report_logic_emits_changes_at_most_every_interval(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    clock = Clock(monkeypatch, flows.ab)
-    logic = ReportLogic(settings.load(ab_report_seconds=2.0), None)
+def test_report_logic_emits_changes_at_most_every_interval() -> None:
+    clock = Clock()
+    config = settings.load(ab_report_seconds=2.0)
+    logic = ReportLogic(config, None, clock)
 
     def item(arm: str) -> Parsed:
         return Parsed(make_result(experiment="e", arm=arm), "inference.results", 0, 0)
@@ -62,7 +59,7 @@ def test_report_logic_emits_changes_at_most_every_interval(
     clock.now += 1.0
     assert logic.on_item(item("B")) == ([], StatefulLogic.RETAIN)  # throttled
     assert logic.notify_at().timestamp() == 1002.0
-    logic = ReportLogic(settings.load(ab_report_seconds=2.0), logic.snapshot())
+    logic = ReportLogic(config, logic.snapshot(), clock)
     clock.now += 1.0
     (report,), _ = logic.on_notify()
     assert [a.traffic for a in report.message.arms] == [1, 1]

@@ -12,11 +12,12 @@ import duckdb
 import pytest
 
 import lakehouse
-from driftline import cli, settings
+from app import cli
+from driftline import settings
 from driftline.settings import Settings
+from driftline.tables import FEEDBACK, INFERENCES
 from flows.lakewriter import _LakePartition
 from lakehouse import maintenance
-from lakehouse.tables import FEEDBACK, INFERENCES
 from tests.factories import make_feedback, make_result
 
 SECRET = "a sentence nobody may read off the disk"
@@ -27,7 +28,7 @@ BATCHES = 12
 def lake(tmp_path: Path) -> Iterator[tuple[Settings, duckdb.DuckDBPyConnection]]:
     """A lake holding BATCHES small commits per table, as the writer leaves it."""
     s = settings.load(home=tmp_path)
-    con = lakehouse.connect(s)
+    con = lakehouse.connect(s.lake)
     lakehouse.ensure_schema(con)
     for _ in range(BATCHES):
         results = [make_result(data=SECRET) for _ in range(5)]
@@ -45,7 +46,7 @@ def contents(con: duckdb.DuckDBPyConnection) -> list[tuple]:
 
 
 def parquet_files(s: Settings) -> list[Path]:
-    return list(Path(s.data_path).rglob("*.parquet"))
+    return list(Path(s.lake.data_path).rglob("*.parquet"))
 
 
 def test_compaction_merges_files_and_keeps_rows_encryption_and_time_travel(
@@ -79,7 +80,7 @@ def test_expiry_deletes_the_files_only_old_snapshots_used(
 
 def test_the_lake_writer_compacts_every_interval(tmp_path: Path) -> None:
     s = settings.load(home=tmp_path, lake_compact_seconds=1e-6)
-    writer = lakehouse.connect(s)
+    writer = lakehouse.connect(s.lake)
     lakehouse.ensure_schema(writer)
     writer.close()
     partition = _LakePartition(s)
@@ -87,7 +88,7 @@ def test_the_lake_writer_compacts_every_interval(tmp_path: Path) -> None:
         rows = [INFERENCES.row(make_result()) for _ in range(4)]
         partition.write_batch([(INFERENCES.name, rows)])
     partition.close()
-    reader = lakehouse.connect(s, read_only=True)
+    reader = lakehouse.connect(s.lake, read_only=True)
     assert maintenance.data_files(reader) == 1
     assert reader.execute("SELECT count(*) FROM inferences").fetchall() == [(12,)]
     reader.close()

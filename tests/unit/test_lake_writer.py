@@ -11,14 +11,14 @@ import pytest
 import lakehouse
 from driftline import settings
 from driftline.settings import Settings
-from lakehouse.tables import FEEDBACK, INFERENCES
+from driftline.tables import FEEDBACK, INFERENCES
 from tests.factories import make_feedback, make_result
 
 
 @pytest.fixture()
 def lake(tmp_path: Path) -> Iterator[tuple[Settings, duckdb.DuckDBPyConnection]]:
     s = settings.load(home=tmp_path)
-    con = lakehouse.connect(s)
+    con = lakehouse.connect(s.lake)
     lakehouse.ensure_schema(con)
     yield s, con
     con.close()
@@ -66,7 +66,7 @@ def test_a_second_read_only_connection_sees_committed_rows(
 ) -> None:
     s, con = lake
     lakehouse.write_rows(con, INFERENCES, [INFERENCES.row(make_result(data="shared"))])
-    reader = lakehouse.connect(s, read_only=True)
+    reader = lakehouse.connect(s.lake, read_only=True)
     assert reader.execute("SELECT data FROM inferences").fetchall() == [("shared",)]
     with pytest.raises(duckdb.Error):
         reader.execute("DELETE FROM inferences")
@@ -77,12 +77,12 @@ def test_user_data_is_encrypted_at_rest(lake: tuple[Settings, duckdb.DuckDBPyCon
     s, con = lake
     secret = "my very private sentence"
     lakehouse.write_rows(con, INFERENCES, [INFERENCES.row(make_result(data=secret))])
-    files = list(Path(s.data_path).rglob("*.parquet"))
+    files = list(Path(s.lake.data_path).rglob("*.parquet"))
     assert files, "one small insert still goes to a Parquet file (inlining is off)"
     assert all(secret.encode() not in f.read_bytes() for f in files)
     # The catalog holds the file keys and DuckLake's plain-text min/max column statistics, so
     # it is the secret to guard: driftline makes it readable by its owner only.
-    catalog = Path(s.catalog.removeprefix("sqlite:"))
+    catalog = Path(s.lake.catalog.removeprefix("sqlite:"))
     assert catalog.stat().st_mode & 0o077 == 0
     with pytest.raises(duckdb.Error, match="encrypted"):
         duckdb.sql(f"SELECT * FROM '{files[0]}'").fetchall()

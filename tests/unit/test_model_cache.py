@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from driftline.settings import Settings
+from driftline.settings import load
 from models.serving import ModelCache
 
 
@@ -15,7 +13,7 @@ def test_loads_each_version_once_and_unloads_the_least_recently_used() -> None:
         loads.append((name, version))
         return f"estimator {name}/{version}"
 
-    cache = ModelCache(Settings(Path("."), model_cache_size=2), loader=loader)
+    cache = ModelCache(load(home=".", model_cache_size=2), loader=loader)
     assert cache.get_version("m", "1").estimator == "estimator m/1"
     cache.get_version("m", "2")
     cache.get_version("m", "1")  # used again: now the most recent

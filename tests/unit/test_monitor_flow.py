@@ -8,15 +8,16 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
+from driftline.monitoring.reference import Reference
+from driftline.monitoring.share import Tick
+from driftline.monitoring.window import Event
 from driftline.topics import DeadLetter, DriftReport, InferenceResult, Labeled, ModelRef
 from flows.monitor import Enricher, ShareLogic, WindowLogic, monitored
-from flows.monitor_share import Tick
-from flows.monitor_window import Event, Identity, Reference
 from flows.wiring import Parsed
-from tests.unit.monitor_support import window_settings
+from tests.unit.monitor_support import flow_settings
 
 MODEL = ModelRef(name="m", version="1")
-REF = Reference(np.linspace(0.05, 0.95, 50), np.arange(50) % 2, np.eye(50, 3), Identity())
+REF = Reference(np.linspace(0.05, 0.95, 50), np.arange(50) % 2, np.eye(50, 3))
 
 
 def result(t: float, p: float, model: ModelRef = MODEL, **extra: object) -> Parsed[InferenceResult]:
@@ -79,7 +80,7 @@ def test_features_are_computed_once_per_batch_and_failures_become_dead_letters()
 
 
 def test_window_logic_emits_dead_letters_for_late_results_and_resumes() -> None:
-    config = window_settings(length=10, slide=5, lateness=1)
+    config = flow_settings(length=10, slide=5, lateness=1)
     enrich = ones_enricher()
     logic = WindowLogic(lambda n, v: REF, config, None)
     early = Parsed(labeled(6), "inference.labeled", 0, 0)
@@ -104,7 +105,7 @@ def test_window_logic_emits_dead_letters_for_late_results_and_resumes() -> None:
 def test_share_matches_a_brute_force_count_over_all_models() -> None:
     """Three models, results out of order within the lateness, re-deliveries and late ones:
     each report's share is its n over every model's accepted results in the same window."""
-    config = window_settings(length=20, slide=5, lateness=3)
+    config = flow_settings(length=20, slide=5, lateness=3)
     rng = np.random.default_rng(7)
     models = [ModelRef(name="m", version=v) for v in ("1", "2", "3")]
     enrich = ones_enricher()
@@ -150,7 +151,7 @@ class Clock:
 def test_idle_models_get_their_last_windows_emitted_by_the_wall_clock() -> None:
     """Traffic stops: after `idle` seconds of wall time the watermark moves on at wall-clock
     pace, Bytewax is asked to wake the logic then, and the open window is reported and shared."""
-    config = window_settings(length=10, slide=5, lateness=1, idle_seconds=30)
+    config = flow_settings(length=10, slide=5, lateness=1, idle_seconds=30)
     clock = Clock(1000.0)
     enrich = ones_enricher()
     logic = WindowLogic(lambda n, v: REF, config, None, clock=clock)
@@ -180,7 +181,7 @@ def test_idle_models_get_their_last_windows_emitted_by_the_wall_clock() -> None:
 
 
 def test_the_share_step_waits_for_its_own_watermark_then_wakes_itself() -> None:
-    config = window_settings(length=10, slide=5, lateness=1, idle_seconds=30)
+    config = flow_settings(length=10, slide=5, lateness=1, idle_seconds=30)
     clock = Clock(1000.0)
     share = ShareLogic(config, None, clock=clock)
     enrich = ones_enricher()
@@ -197,7 +198,7 @@ def test_the_share_step_waits_for_its_own_watermark_then_wakes_itself() -> None:
 
 
 def test_a_restart_does_not_count_downtime_as_idleness() -> None:
-    config = window_settings(length=10, slide=5, lateness=1, idle_seconds=30)
+    config = flow_settings(length=10, slide=5, lateness=1, idle_seconds=30)
     clock = Clock(1000.0)
     enrich = ones_enricher()
     logic = WindowLogic(lambda n, v: REF, config, None, clock=clock)

@@ -14,21 +14,14 @@ import pytest
 from scipy.stats import ks_2samp
 from sklearn.metrics import accuracy_score, brier_score_loss, f1_score, mean_squared_error
 
-import flows.monitor_window
-from driftline.settings import Settings
+import driftline.monitoring.window
+from driftline.monitoring.reference import Reference
+from driftline.monitoring.rows import decode_rows, encode_row
+from driftline.monitoring.window import Event, ModelWindow, Output
+from driftline.settings import AlertSettings, MonitorSettings
 from driftline.stats import domain_auc
-from driftline.topics import DriftReport, Labeled, ModelRef
-from flows.monitor_window import (
-    Event,
-    Identity,
-    ModelWindow,
-    Output,
-    Reference,
-    encode_row,
-)
-from tests.unit.monitor_support import window_settings
-
-MODEL = ModelRef(name="m", version="1")
+from driftline.topics import DriftReport, Labeled
+from tests.unit.monitor_support import MODEL, model_window, window_settings
 
 
 class Squash:
@@ -68,7 +61,7 @@ def labeled(key: str, time: float, p: float, label: int, scores: list[float]) ->
 
 
 def simulate(
-    config: Settings, seed: int = 0, n: int = 1500
+    config: MonitorSettings, seed: int = 0, n: int = 1500
 ) -> tuple[Reference, list[tuple[DriftReport, Truth, dict]], list[str], ModelWindow]:
     """A stream with jitter, duplicates, late events, feedback updates and a drift halfway.
 
@@ -76,14 +69,14 @@ def simulate(
     """
     rng = np.random.default_rng(seed)
     ref = reference(rng)
-    w = ModelWindow("m", "1", ref, config)
+    w = model_window(ref, config, ALERTS)
     truth, reports, rejected = Truth(), [], []
     sent: list[tuple[str, float, float, int]] = []
     for i in range(n):
         drifted = i > n // 2
-        t = 1000.0 + i * 0.2 + rng.uniform(-config.monitor_lateness_seconds * 0.8, 0)
+        t = 1000.0 + i * 0.2 + rng.uniform(-config.lateness_seconds * 0.8, 0)
         if i % 97 == 0 and i:
-            t -= config.monitor_lateness_seconds * 3  # too late
+            t -= config.lateness_seconds * 3  # too late
         p = float(rng.beta(5, 1.5) if drifted else rng.beta(2, 2))
         x = rng.normal(1.5 if drifted else 0.0, 1.0, size=4)
         key = str(uuid.UUID(int=int(rng.integers(2**63))))
@@ -117,14 +110,8 @@ def record(w: ModelWindow, out: Output, truth: Truth, reports: list) -> None:
         reports.append((report, Truth(dict(truth.events), dict(truth.feedback)), out.alerts))
 
 
-CONFIG = window_settings(
-    length=40.0,
-    slide=5.0,
-    lateness=2.0,
-    domain_rows=10_000,
-    min_feedback=20,
-    alert_ks_d=0.3,
-)
+CONFIG = window_settings(length=40.0, slide=5.0, lateness=2.0, domain_rows=10_000, min_feedback=20)
+ALERTS = AlertSettings(ks_d=0.3)
 
 
 @pytest.fixture(scope="module")
@@ -137,9 +124,7 @@ def test_every_statistic_matches_brute_force_on_the_same_window(run: tuple) -> N
     assert len(reports) > 40
     for report, truth, _ in reports:
         start, end = report.window_start.timestamp(), report.window_end.timestamp()
-        assert (
-            end - start == CONFIG.monitor_window_seconds and end % CONFIG.monitor_slide_seconds == 0
-        )
+        assert end - start == CONFIG.window_seconds and end % CONFIG.slide_seconds == 0
         keys = truth.window(start, end)
         assert report.n == len(keys) > 0
         p = np.array([truth.events[k][1] for k in keys])
@@ -147,7 +132,7 @@ def test_every_statistic_matches_brute_force_on_the_same_window(run: tuple) -> N
 
         # KS: the histogram D is below the exact D by at most the largest bin mass.
         exact = ks_2samp(ref.probabilities, p).statistic
-        bins = CONFIG.monitor_ks_bins
+        bins = CONFIG.ks_bins
         mass = max(
             np.bincount(np.minimum((ref.probabilities * bins).astype(int), bins - 1)).max()
             / len(ref.probabilities),
@@ -196,7 +181,7 @@ def test_drift_shows_in_ks_and_domain_auc_and_alerts_once_when_crossing(run: tup
     assert last.ks_d > 0.4 and last.feature_drift and last.domain_auc > 0.9
     ks_alerts = [a for *_, alerts in reports for a in alerts if a.metric == "ks_d"]
     assert len(ks_alerts) == 1  # on the crossing, not on every slide above the threshold
-    assert ks_alerts[0].value > CONFIG.alert_ks_d
+    assert ks_alerts[0].value > ALERTS.ks_d
     domain_alerts = [a for *_, alerts in reports for a in alerts if a.metric == "domain_auc"]
     assert len(domain_alerts) == 1
 
@@ -210,8 +195,8 @@ def test_duplicates_count_once_and_late_results_are_rejected_with_reason(run: tu
 def test_cbpe_tracks_realized_f1_when_calibration_holds() -> None:
     rng = np.random.default_rng(3)
     ref = reference(rng)
-    ref = Reference(ref.probabilities, ref.labels, ref.features, Identity())
-    w = ModelWindow("m", "1", ref, window_settings(length=2000, slide=2000, lateness=0))
+    ref = Reference(ref.probabilities, ref.labels, ref.features)  # identity calibrator
+    w = model_window(ref, window_settings(length=2000, slide=2000, lateness=0))
     for i in range(4000):
         p = float(rng.beta(2, 2))
         key = str(uuid.UUID(int=i + 1))
@@ -228,7 +213,7 @@ def test_cbpe_tracks_realized_f1_when_calibration_holds() -> None:
 
 def test_contradiction_when_feedback_disagrees_with_cbpe() -> None:
     rng = np.random.default_rng(4)
-    w = ModelWindow("m", "1", reference(rng), window_settings(length=100, slide=100, lateness=0))
+    w = model_window(reference(rng), window_settings(length=100, slide=100, lateness=0))
     for i in range(60):
         key = str(uuid.UUID(int=i + 1))
         w.add_result(Event(key, float(i), 0.95, 0.95, 1, encode_row(np.zeros(4))))
@@ -240,7 +225,7 @@ def test_contradiction_when_feedback_disagrees_with_cbpe() -> None:
 
 def test_error_stream_change_raises_one_alert_with_a_stable_id() -> None:
     rng = np.random.default_rng(5)
-    w = ModelWindow("m", "1", reference(rng), window_settings(length=1e6, slide=1e6, lateness=0))
+    w = model_window(reference(rng), window_settings(length=1e6, slide=1e6, lateness=0))
     alerts, at = [], []
     for i in range(1500):
         key = str(uuid.UUID(int=i + 1))
@@ -251,15 +236,16 @@ def test_error_stream_change_raises_one_alert_with_a_stable_id() -> None:
         at += [i] * len(out.alerts)
     assert [a.metric for a in alerts] == ["error_change"]
     assert 1000 <= at[0] <= 1150
-    again = ModelWindow.from_state(w.to_state(), w.reference, w.config)
-    assert again._alert("error_change", 1.0, None, alerts[0].window_end, "x", "k").alert_id == (
-        w._alert("error_change", 0.5, None, alerts[0].window_end, "y", "k").alert_id
+    again = ModelWindow.from_state(w.to_state(), w.reference, w.config, AlertSettings(), 0.5)
+    end = alerts[0].window_end
+    assert again.policy._alert("error_change", 1.0, None, end, "x", "k").alert_id == (
+        w.policy._alert("error_change", 0.5, None, end, "y", "k").alert_id
     )
 
 
 def test_early_feedback_is_applied_when_its_result_arrives() -> None:
     rng = np.random.default_rng(6)
-    w = ModelWindow("m", "1", reference(rng), window_settings(length=100, slide=100, lateness=0))
+    w = model_window(reference(rng), window_settings(length=100, slide=100, lateness=0))
     w.add_result(Event(str(uuid.UUID(int=1)), 1.0, 0.8, 0.8, 1, encode_row(np.zeros(4))))
     key = str(uuid.UUID(int=2))
     w.add_labeled(labeled(key, 2.0, 0.3, 0, [1.0]))
@@ -272,7 +258,7 @@ def test_resumed_state_continues_exactly() -> None:
     config = window_settings(length=40.0, slide=5.0, lateness=2.0, domain_rows=50)
     rng = np.random.default_rng(7)
     ref = reference(rng)
-    a = ModelWindow("m", "1", ref, config)
+    a = model_window(ref, config)
     stream = [
         Event(
             str(uuid.UUID(int=i + 1)), i * 0.3, p, p, int(p >= 0.5), encode_row(rng.normal(size=4))
@@ -282,7 +268,7 @@ def test_resumed_state_continues_exactly() -> None:
     for e in stream[:300]:
         a.add_result(e)
     state = pickle.loads(pickle.dumps(a.to_state()))  # what Bytewax stores is plain data
-    b = ModelWindow.from_state(state, ref, config)
+    b = ModelWindow.from_state(state, ref, config, AlertSettings(), 0.5, a.clock)
 
     def rest(w: ModelWindow) -> list[dict]:
         reports = [r for e in stream[300:] for r in w.add_result(Event(**vars(e))).reports]
@@ -296,9 +282,9 @@ def test_sparse_rows_round_trip() -> None:
 
     m = sparse.random(5, 30, density=0.2, format="csr", random_state=0, dtype=np.float32)
     rows = [encode_row(m[i : i + 1]) for i in range(5)]
-    back = flows.monitor_window.decode_rows(rows, 30)
+    back = decode_rows(rows, 30)
     assert (back.toarray() == m.toarray()).all()
 
 
 def test_module_doctest() -> None:
-    assert doctest.testmod(flows.monitor_window).failed == 0
+    assert doctest.testmod(driftline.monitoring.window).failed == 0

@@ -9,11 +9,12 @@ import uuid
 import numpy as np
 from scipy.stats import binomtest
 
-from driftline import settings
 from driftline.ab import Arm, Experiment
-from driftline.topics import InferenceRequest, ModelRef, utc_now
+from driftline.ab.routing import Routed
+from driftline.clock import utc_now
+from driftline.topics import InferenceRequest, ModelRef
 from flows.feedback import labeled_of
-from flows.inference import Routed, Router, Scorer
+from flows.inference import Router, Scorer
 from flows.wiring import Parsed
 from models.serving import LoadedModel
 from tests.factories import make_result
@@ -34,7 +35,7 @@ class Experiments:
     def __init__(self, *experiments: Experiment) -> None:
         self.by_name = {e.name: e for e in experiments}
 
-    def get(self, name: str | None) -> Experiment | None:
+    def __call__(self, name: str | None) -> Experiment | None:
         return self.by_name.get(name or "exp")
 
 
@@ -122,7 +123,7 @@ class Registry:
 def test_a_batch_costs_one_predict_call_per_model_and_results_name_the_arm() -> None:
     router, models = Router(Experiments(experiment())), Registry()
     batch: list[Routed] = [router(None, request())[1] for _ in range(40)]
-    out = Scorer(settings.load(), models)(batch)
+    out = Scorer(0.5, models)(batch)
     assert sorted(n for _, n in models.calls) == sorted(
         [sum(r.arm.name == "A" for r in batch), sum(r.arm.name == "B" for r in batch)]
     )

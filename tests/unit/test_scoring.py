@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from driftline import settings
 from driftline.ab import Arm
-from driftline.topics import RESULTS, InferenceRequest, InferenceResult, utc_now
-from flows.inference import Routed, Scorer
+from driftline.ab.routing import Routed
+from driftline.clock import utc_now
+from driftline.topics import RESULTS, InferenceRequest, InferenceResult
+from flows.inference import Scorer
 from flows.lakewriter import to_row
 from flows.wiring import Parsed
 from models.serving import LoadedModel, ModelNotFound
@@ -47,7 +48,7 @@ def parsed(text: str, **changes: object) -> Routed:
 
 def test_a_micro_batch_costs_one_predict_call() -> None:
     estimator = CountingEstimator()
-    scorer = Scorer(settings.load(), FixedCache(LoadedModel("m", "2", estimator)))
+    scorer = Scorer(0.5, FixedCache(LoadedModel("m", "2", estimator)))
     batch = [parsed("i love it"), parsed("meh"), parsed("love love")]
     out = scorer(batch)
     assert estimator.calls == [3]
@@ -60,13 +61,13 @@ def test_a_micro_batch_costs_one_predict_call() -> None:
 
 
 def test_requests_that_cannot_be_scored_get_a_result_with_the_reason() -> None:
-    out = Scorer(settings.load(), FixedCache(None))([parsed("x")])
+    out = Scorer(0.5, FixedCache(None))([parsed("x")])
     assert out[0].message.prediction is None
     assert "no registered model" in out[0].message.error
 
 
 def test_probes_and_opted_out_results_stay_out_of_the_lake() -> None:
-    scorer = Scorer(settings.load(), FixedCache(LoadedModel("m", "1", CountingEstimator())))
+    scorer = Scorer(0.5, FixedCache(LoadedModel("m", "1", CountingEstimator())))
     kept, probe, opted_out = (
         scorer([parsed("a")])[0].message,
         scorer([parsed("b", probe=True)])[0].message,

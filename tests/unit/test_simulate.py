@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from scipy.stats import binomtest
 
-from driftline.simulate import Options, plan
+from app.simulate import Options, plan
 
 END = datetime(2026, 11, 1, tzinfo=UTC)
 MONITOR = pd.DataFrame(

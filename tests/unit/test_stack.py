@@ -14,7 +14,7 @@ import pytest
 PARENT = """
 import sys, time
 from pathlib import Path
-from driftline.stack import Child
+from app.supervisor import Child
 sleep = [sys.executable, "-c", "import time; time.sleep(60)"]
 child = Child("sleeper", sleep, {}, Path(sys.argv[1]))
 child.start()

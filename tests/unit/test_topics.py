@@ -7,6 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from driftline import settings
+from driftline.clock import utc_now
 from driftline.topics import (
     ALL_TOPICS,
     REQUESTS,
@@ -15,7 +16,6 @@ from driftline.topics import (
     InferenceRequest,
     decode,
     message_key,
-    utc_now,
 )
 
 
@@ -76,8 +76,8 @@ def test_dead_letter_keeps_the_original_bytes() -> None:
 
 def test_topic_names_carry_the_prefix_and_are_unique() -> None:
     s = settings.load(topic_prefix="staging.")
-    names = [t.name(s) for t in ALL_TOPICS]
-    assert REQUESTS.name(s) == "staging.inference.requests"
+    names = [t.name(s.kafka) for t in ALL_TOPICS]
+    assert REQUESTS.name(s.kafka) == "staging.inference.requests"
     assert len(set(names)) == len(names) == 8
 
 

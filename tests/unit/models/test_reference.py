@@ -9,8 +9,13 @@ import pytest
 import scipy.sparse as sp
 from sklearn.metrics import brier_score_loss
 
+from driftline.monitoring.reference import (
+    FEATURE_SAMPLE,
+    Calibrator,
+    build_reference,
+    fit_calibrator,
+)
 from models import reference
-from models.reference import Calibrator, fit_calibrator
 
 
 def scores(n: int, seed: int, distort: float) -> tuple[np.ndarray, np.ndarray]:
@@ -57,8 +62,8 @@ def test_reference_round_trips_through_files(tmp_path: Path, sparse: bool) -> No
     dense = np.random.default_rng(0).normal(size=(2500, 8))
     features = sp.csr_matrix(np.where(dense > 1, dense, 0)) if sparse else dense
     row_ids = np.arange(10_000, 12_500)
-    ref = reference.build_reference(p, y, features, row_ids)
-    assert ref.features.shape == (reference.FEATURE_SAMPLE, 8)
+    ref = build_reference(p, y, features, row_ids)
+    assert ref.features.shape == (FEATURE_SAMPLE, 8)
     assert set(ref.feature_row_ids) <= set(row_ids)
     reference.save(ref, tmp_path)
     back = reference.read(tmp_path)

@@ -1,6 +1,7 @@
 """Traffic share in the monitor: each model's inferences over all models' in the same window.
 
-Windows are kept per model (flows/monitor_window.py), so no window sees the others' traffic.
+Windows are kept per model (`driftline.monitoring.window`), so no window sees the others'
+traffic.
 The window step passes on a `Tick` for every result it accepted (after de-duplication and the
 lateness check) and every report it emits; this step, on a single key, counts the ticks per
 model and slide and fills in each report's `share`. A report waits until the event time of
@@ -11,10 +12,9 @@ model's, that is usually at once.
 Counts are kept for two window lengths behind the newest event; a report for an older window
 (a model whose traffic stopped for that long) gets no share rather than a wrong one.
 
->>> from pathlib import Path
->>> from driftline.settings import Settings
->>> share = TrafficShare(Settings(Path("."), monitor_window_seconds=60,
-...                               monitor_slide_seconds=30, monitor_lateness_seconds=5))
+>>> from driftline.settings import MonitorSettings
+>>> config = MonitorSettings(window_seconds=60, slide_seconds=30, lateness_seconds=5)
+>>> share = TrafficShare(config, clock=lambda: 0.0)
 >>> for t in (1.0, 2.0, 40.0):
 ...     share.add_tick(Tick("a/1", t))
 >>> share.add_tick(Tick("b/1", 3.0))
@@ -28,9 +28,10 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from driftline.settings import Settings
+from driftline.clock import Clock
+from driftline.monitoring.watermark import Watermark
+from driftline.settings import MonitorSettings
 from driftline.topics import DriftReport, decode
-from flows.watermark import Watermark
 
 
 @dataclass(frozen=True)
@@ -44,40 +45,45 @@ class Tick:
 class TrafficShare:
     """Per-slide result counts of every model, and the reports waiting for their share."""
 
-    def __init__(self, config: Settings, state: dict[str, Any] | None = None) -> None:
-        self._slide = config.monitor_slide_seconds
-        self._lateness = config.monitor_lateness_seconds
+    def __init__(
+        self, config: MonitorSettings, clock: Clock, state: dict[str, Any] | None = None
+    ) -> None:
+        """A new share step, or one resumed from `to_state()` at `clock()`."""
+        self._slide = config.slide_seconds
+        self._lateness = config.lateness_seconds
+        self._clock = clock
         # Windows start and end on multiples of this, even when the length is not a multiple
         # of the slide.
-        length_ms, slide_ms = (
-            round(x * 1000) for x in (config.monitor_window_seconds, self._slide)
-        )
+        length_ms, slide_ms = (round(x * 1000) for x in (config.window_seconds, self._slide))
         self._width = math.gcd(length_ms, slide_ms) / 1000
-        self._keep = 2 * config.monitor_window_seconds + self._lateness
-        state = state or {}
-        self.counts: dict[int, dict[str, int]] = state.get("counts", {})
+        self._keep = 2 * config.window_seconds + self._lateness
+        self.counts: dict[int, dict[str, int]] = {}
         """Bucket index (event time // width) -> model -> accepted results."""
-        self.event_clock = Watermark(self._lateness, config.monitor_idle_seconds, state)
-        self.floor: int | None = state.get("floor")
+        self.event_clock = Watermark(self._lateness, config.idle_seconds, state)
+        self.floor: int | None = None
         """The oldest bucket still counted; older ones were dropped."""
-        self.waiting: list[DriftReport] = [decode(DriftReport, r) for r in state.get("waiting", [])]
+        self.waiting: list[DriftReport] = []
+        if state is not None:
+            self.counts = {b: dict(models) for b, models in state["counts"].items()}
+            self.floor = state["floor"]
+            self.waiting = [decode(DriftReport, r) for r in state["waiting"]]
+            self.event_clock.resume(clock())
 
-    def add_tick(self, tick: Tick, now: float | None = None) -> None:
+    def add_tick(self, tick: Tick) -> None:
         bucket = math.floor(tick.time / self._width)
         models = self.counts.setdefault(bucket, {})
         models[tick.model] = models.get(tick.model, 0) + 1
-        self.event_clock.observe(tick.time, now)
+        self.event_clock.observe(tick.time, self._clock())
 
     def add_report(self, report: DriftReport) -> None:
         self.waiting.append(report)
 
-    def ready(self, now: float | None = None) -> list[DriftReport]:
+    def ready(self) -> list[DriftReport]:
         """The waiting reports whose window every model's traffic has passed, with `share`.
 
-        `now` (wall time) lets the watermark move on once all traffic stopped.
+        The wall clock moves the watermark on once all traffic stopped.
         """
-        if now is not None:
-            self.event_clock.idle(now)
+        self.event_clock.idle(self._clock())
         watermark = self.event_clock.value
         done = [r for r in self.waiting if r.window_end.timestamp() <= watermark]
         self.waiting = [r for r in self.waiting if r.window_end.timestamp() > watermark]

@@ -1,6 +1,7 @@
 """`driftline`: the one entry point. Each subcommand maps to a part of the system.
 
 driftline up                        broker + champion + flows + gateway, in the foreground
+driftline config                    the effective configuration, with each DRIFTLINE_* variable
 driftline broker start|stop|status  the embedded Kafka broker (tansu)
 driftline data load                 write the training, monitor and out-of-domain sets to the lake
 driftline train [--only NAME] [--sample N]  train and register the four models in MLflow
@@ -20,24 +21,27 @@ import argparse
 import csv
 import json
 import os
+import shlex
 import shutil
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
-from driftline import broker, logs, settings
-from driftline.settings import Settings
-from driftline.stack import FLOWS
+from app.experiments import cmd_experiments, parse_arm
+from app.kcat import kcat
+from app.supervisor import FLOWS
+from broker import embedded
+from driftline import logs, settings
+from driftline.settings import Settings, SettingsError
 
 
 def cmd_broker(s: Settings, args: argparse.Namespace) -> int:
     if args.action == "start":
-        state = broker.start(s)
-        print(json.dumps(broker.status(s) | {"started": state is not None}))
+        state = embedded.start(s)
+        print(json.dumps(embedded.status(s) | {"started": state is not None}))
     elif args.action == "stop":
-        print("stopped" if broker.stop(s) else "no managed broker running")
+        print("stopped" if embedded.stop(s) else "no managed broker running")
     else:
-        status = broker.status(s)
+        status = embedded.status(s)
         print(json.dumps(status))
         return 0 if status["reachable"] else 1
     return 0
@@ -73,7 +77,7 @@ def cmd_lake(s: Settings, args: argparse.Namespace) -> int:
     import lakehouse
     from lakehouse import maintenance
 
-    con = lakehouse.connect(s)
+    con = lakehouse.connect(s.lake)
     try:
         compacted = maintenance.compact(con)
         report: dict[str, int] = {
@@ -93,7 +97,7 @@ def cmd_lake(s: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(s: Settings, args: argparse.Namespace) -> int:
-    from driftline import simulate
+    from app import simulate
 
     options = simulate.Options(
         passes=args.passes,
@@ -143,9 +147,9 @@ def _cell(value: object) -> str:
 
 
 def cmd_flow(s: Settings, args: argparse.Namespace) -> int:
-    from driftline import stack
+    from app import supervisor
 
-    argv, env = stack.flow_command(s, args.name)
+    argv, env = supervisor.flow_command(s, args.name)
     if args.workers > 1:
         argv += ["-w", str(args.workers)]
     os.execve(argv[0], argv, env)
@@ -156,7 +160,7 @@ def cmd_gateway(s: Settings, args: argparse.Namespace) -> int:
 
     from gateway import create_app
 
-    uvicorn.run(create_app(s), host=s.gateway_host, port=s.gateway_port, log_config=None)
+    uvicorn.run(create_app(s), host=s.gateway.host, port=s.gateway.port, log_config=None)
     return 0
 
 
@@ -166,9 +170,9 @@ def cmd_sql(s: Settings, args: argparse.Namespace) -> int:
     import lakehouse
 
     try:
-        con = lakehouse.connect(s, read_only=True)
+        con = lakehouse.connect(s.lake, read_only=True)
     except duckdb.Error as exc:
-        print(f"cannot open the lake at {s.catalog}: {exc}", file=sys.stderr)
+        print(f"cannot open the lake at {s.lake.catalog}: {exc}", file=sys.stderr)
         return 1
     try:
         result = con.sql(args.query)
@@ -188,104 +192,23 @@ def cmd_sql(s: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def kcat_env(s: Settings) -> dict[str, str]:
-    """Environment in which Debian's kcat uses the confluent-kafka wheel's newer librdkafka.
-
-    Debian's own librdkafka fails against tansu ("Read underflow"); the wheel's works.
-    """
-    import importlib.util
-
-    spec = importlib.util.find_spec("confluent_kafka")
-    assert spec is not None and spec.origin is not None
-    libs = Path(spec.origin).parent.parent / "confluent_kafka.libs"
-    found = sorted(libs.glob("librdkafka-*.so.1"))
-    if not found:
-        raise RuntimeError(f"no librdkafka in {libs}")
-    lib_dir = s.home / "kcat-lib"
-    lib_dir.mkdir(parents=True, exist_ok=True)
-    link = lib_dir / "librdkafka.so.1"
-    link.unlink(missing_ok=True)
-    link.symlink_to(found[0])
-    return os.environ | {"LD_LIBRARY_PATH": str(lib_dir)}
-
-
-def kcat(s: Settings, kcat_args: Sequence[str]) -> int:
-    """Replace this process with kcat; its arguments pass through untouched."""
-    kcat = shutil.which("kcat")
-    if kcat is None:
-        print("kcat is not installed: apt-get install kcat (make install does it)", file=sys.stderr)
-        return 1
-    extra = list(kcat_args)
-    if "-b" not in extra:
-        extra = ["-b", s.brokers, *extra]
-    os.execve(kcat, [kcat, *extra], kcat_env(s))
-
-
-def parse_arm(spec: str) -> dict[str, object]:
-    """`NAME=MODEL@ALIAS[:WEIGHT]` or `NAME=MODEL/VERSION[:WEIGHT]` as an arm's fields.
-
-    >>> parse_arm("A=sentiment_logreg_tfidf@champion:0.7")
-    {'name': 'A', 'model': 'sentiment_logreg_tfidf', 'weight': 0.7, 'alias': 'champion'}
-    >>> parse_arm("B=sentiment_xgboost_minilm/3")
-    {'name': 'B', 'model': 'sentiment_xgboost_minilm', 'weight': 1.0, 'version': '3'}
-    """
-    name, sep, rest = spec.partition("=")
-    address, _, weight = rest.partition(":")
-    model, at, alias = address.partition("@")
-    if not at:
-        model, _, version = address.partition("/")
-    if not (sep and name and model and (alias if at else version)):
-        raise argparse.ArgumentTypeError(f"arm {spec!r}: expected NAME=MODEL@ALIAS[:WEIGHT]")
-    arm: dict[str, object] = {"name": name, "model": model, "weight": float(weight or 1)}
-    return arm | ({"alias": alias} if at else {"version": version})
-
-
-def cmd_experiments(s: Settings, args: argparse.Namespace) -> int:
-    from driftline.ab import Experiment
-    from driftline.ab.store import ExperimentStore, current, missing_models
-
-    if args.action != "list" and not args.name:
-        print(f"experiments {args.action} needs a NAME", file=sys.stderr)
-        return 2
-    store = ExperimentStore.of(s)
-    if args.action == "delete":
-        deleted = store.delete(args.name)
-        print("deleted" if deleted else f"no stored experiment {args.name!r}")
-        return 0 if deleted else 1
-    if args.action == "put":
-        if not args.arm:
-            print("put needs at least one --arm", file=sys.stderr)
-            return 2
-        experiment = Experiment(
-            name=args.name, arms=args.arm, mode=args.mode, description=args.description
-        )
-        missing = missing_models(s, experiment)
-        if missing:
-            print("; ".join(missing), file=sys.stderr)
-            return 1
-        store.put(experiment)
-        print(experiment.model_dump_json(indent=2))
-        return 0
-    found = current(s, store)
-    if args.action == "show":
-        if args.name not in found:
-            print(f"no experiment {args.name!r}", file=sys.stderr)
-            return 1
-        print(found[args.name].model_dump_json(indent=2))
-        return 0
-    for e in found.values():
-        arms = ", ".join(
-            f"{a.name}={a.model}{'@' + a.alias if a.alias else '/' + str(a.version)}:{a.weight:g}"
-            for a in e.arms
-        )
-        print(f"{e.name}\t{e.mode}\t{arms}")
-    return 0
-
-
 def cmd_up(s: Settings, args: argparse.Namespace) -> int:
-    from driftline import stack
+    from app import supervisor
 
-    return stack.up(s)
+    return supervisor.up(s)
+
+
+def cmd_config(s: Settings, args: argparse.Namespace) -> int:
+    """Every setting: variable, effective value and meaning (or `--env`: shell assignments)."""
+    rows = list(settings.describe(s))
+    if args.env:
+        for variable, value in s.to_env().items():
+            print(f"{variable}={shlex.quote(value)}")
+        return 0
+    width = max(len(variable) for variable, _, _ in rows)
+    for variable, value, meaning in rows:
+        print(f"{variable.ljust(width)}  {value!s:<40}  {meaning}".rstrip())
+    return 0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -293,6 +216,10 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     sub.add_parser("up", help="run the whole stack in the foreground").set_defaults(fn=cmd_up)
+
+    c = sub.add_parser("config", help="print the effective configuration")
+    c.add_argument("--env", action="store_true", help="as VARIABLE=value lines for a shell")
+    c.set_defaults(fn=cmd_config)
 
     b = sub.add_parser("broker", help="the embedded Kafka broker")
     b.add_argument("action", choices=["start", "stop", "status"])
@@ -312,7 +239,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true", help="no line per grid-search fit")
     t.set_defaults(fn=cmd_train)
 
-    from driftline.simulate import Options
+    from app.simulate import Options
 
     defaults = Options()
     sim = sub.add_parser(
@@ -396,11 +323,16 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    logs.configure()
+    try:
+        s = settings.load()
+    except SettingsError as exc:
+        print(f"driftline: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    logs.configure(s.log_level)
     if argv[:1] == ["kcat"]:
-        return kcat(settings.load(), argv[1:])
+        return kcat(s, argv[1:])
     args = parser().parse_args(argv)
-    return int(args.fn(settings.load(), args) or 0)
+    return int(args.fn(s, args) or 0)
 
 
 if __name__ == "__main__":

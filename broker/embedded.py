@@ -20,7 +20,7 @@ import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from driftline.kafka import broker_reachable, ensure_topics, wait_for_broker
+from broker.clients import broker_reachable, ensure_topics, wait_for_broker
 from driftline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ def start(settings: Settings, timeout: float = 30.0) -> BrokerState | None:
 
 
 def _launch(settings: Settings) -> BrokerState:
-    host_port = settings.broker_list[0]
+    host_port = settings.kafka.broker_list[0]
     host = host_port.rsplit(":", 1)[0]
     if host not in {"127.0.0.1", "localhost", "::1"}:
         raise RuntimeError(f"refusing to launch a local broker for the remote address {host_port}")
@@ -143,7 +143,7 @@ def stop(settings: Settings, timeout: float = 10.0) -> bool:
 def status(settings: Settings) -> dict[str, object]:
     state = read_state(settings)
     return {
-        "brokers": settings.brokers,
+        "brokers": settings.kafka.brokers,
         "reachable": broker_reachable(settings),
         "managed": state is not None,
         **(asdict(state) if state else {}),

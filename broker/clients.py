@@ -11,7 +11,7 @@ import logging
 import time
 from typing import Any
 
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from driftline.settings import Settings
@@ -27,18 +27,18 @@ every hop of the request-reply path when traffic is sparse; 10 ms costs a few id
 def producer_config(settings: Settings) -> dict[str, Any]:
     """Idempotent, acknowledged by all replicas, batched for a few milliseconds."""
     return {
-        "bootstrap.servers": settings.brokers,
+        "bootstrap.servers": settings.kafka.brokers,
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": 2,
-        "message.timeout.ms": int(settings.publish_timeout * 1000) + 2000,
+        "message.timeout.ms": int(settings.gateway.publish_timeout * 1000) + 2000,
     }
 
 
 def consumer_config(settings: Settings, group_id: str) -> dict[str, Any]:
     """For consumers with manual `assign()`: no group join, no broker-side offsets."""
     return {
-        "bootstrap.servers": settings.brokers,
+        "bootstrap.servers": settings.kafka.brokers,
         "group.id": group_id,
         "enable.auto.commit": False,
         "session.timeout.ms": 6000,
@@ -49,7 +49,7 @@ def consumer_config(settings: Settings, group_id: str) -> dict[str, Any]:
 
 def admin(settings: Settings, quiet: bool = False) -> AdminClient:
     """`quiet` silences librdkafka's connection-refused lines, for probes that expect them."""
-    config: dict[str, Any] = {"bootstrap.servers": settings.brokers}
+    config: dict[str, Any] = {"bootstrap.servers": settings.kafka.brokers}
     if quiet:
         config["log_level"] = 0
     return AdminClient(config)
@@ -68,7 +68,9 @@ def wait_for_broker(settings: Settings, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not broker_reachable(settings, timeout=0.5):
         if time.monotonic() > deadline:
-            raise TimeoutError(f"no Kafka broker answered at {settings.brokers} in {timeout:.0f}s")
+            raise TimeoutError(
+                f"no Kafka broker answered at {settings.kafka.brokers} in {timeout:.0f}s"
+            )
         time.sleep(0.05)
 
 
@@ -76,12 +78,15 @@ def ensure_topics(settings: Settings, timeout: float = 10.0) -> list[str]:
     """Create every driftline topic that does not exist yet; returns the names it created."""
     client = admin(settings)
     existing = set(client.list_topics(timeout=timeout).topics)
-    wanted = [t.name(settings) for t in ALL_TOPICS]
+    wanted = [t.name(settings.kafka) for t in ALL_TOPICS]
     missing = [n for n in wanted if n not in existing]
     if not missing:
         return []
     futures = client.create_topics(
-        [NewTopic(n, num_partitions=settings.partitions, replication_factor=1) for n in missing],
+        [
+            NewTopic(n, num_partitions=settings.kafka.partitions, replication_factor=1)
+            for n in missing
+        ],
         operation_timeout=timeout,
     )
     created = []
@@ -95,7 +100,3 @@ def ensure_topics(settings: Settings, timeout: float = 10.0) -> list[str]:
                 raise
     log.info("topics created", extra={"topics": created})
     return created
-
-
-def new_producer(settings: Settings, **overrides: Any) -> Producer:
-    return Producer(producer_config(settings) | overrides)

@@ -20,8 +20,10 @@ from pathlib import Path
 
 import httpx
 
-from driftline import broker
+from broker import embedded
 from driftline.settings import Settings
+from driftline.tables import INFERENCES_WITH_FEEDBACK
+from driftline.topics import RESULTS
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +35,7 @@ def recovery_dir(settings: Settings, flow_name: str) -> Path:
     """The flow's recovery store for the current broker epoch, created on first use."""
     from bytewax.recovery import init_db_dir
 
-    path = settings.recovery_root / broker.epoch(settings) / flow_name
+    path = settings.recovery_root / embedded.epoch(settings) / flow_name
     if not path.exists():
         path.mkdir(parents=True)
         init_db_dir(path, 1)
@@ -44,7 +46,7 @@ def flow_command(settings: Settings, flow_name: str) -> tuple[list[str], dict[st
     """The command line and environment that run one flow with recovery on."""
     env = os.environ | {
         "BYTEWAX_RECOVERY_DIRECTORY": str(recovery_dir(settings, flow_name)),
-        "BYTEWAX_SNAPSHOT_INTERVAL": f"{settings.snapshot_seconds:g}",
+        "BYTEWAX_SNAPSHOT_INTERVAL": f"{settings.flows.snapshot_seconds:g}",
         "BYTEWAX_RECOVERY_BACKUP_INTERVAL": "0",
     }
     return [sys.executable, "-m", "bytewax.run", f"flows.{flow_name}:flow"], env
@@ -103,14 +105,14 @@ def children(settings: Settings) -> list[Child]:
     for name in FLOWS:
         argv, env = flow_command(settings, name)
         out.append(Child(name, argv, env, logs / f"{name}.log"))
-    gateway = [sys.executable, "-m", "driftline.cli", "gateway"]
+    gateway = [sys.executable, "-m", "app.cli", "gateway"]
     out.append(Child("gateway", gateway, dict(os.environ), logs / "gateway.log"))
     return out
 
 
 def wait_ready(settings: Settings, timeout: float = 120.0) -> dict[str, object]:
     """Poll `GET /ready` until the gateway and the inference flow answer."""
-    url = f"http://{settings.gateway_host}:{settings.gateway_port}/ready"
+    url = f"{settings.gateway_url}/ready"
     deadline = time.monotonic() + timeout
     last: dict[str, object] = {"ready": False, "reason": "gateway not answering yet"}
     while time.monotonic() < deadline:
@@ -132,8 +134,8 @@ def wait_lake(settings: Settings, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            con = lakehouse.connect(settings, read_only=True)
-            con.execute("SELECT 1 FROM inferences_with_feedback LIMIT 0")
+            con = lakehouse.connect(settings.lake, read_only=True)
+            con.execute(f"SELECT 1 FROM {INFERENCES_WITH_FEEDBACK} LIMIT 0")
             con.close()
             return
         except Exception as exc:  # not created yet: DuckDB raises several kinds here
@@ -147,17 +149,18 @@ def ensure_champion(settings: Settings) -> None:
     and a second one for an experiment exist; `driftline train` adds the embedding models."""
     from models import registry, train
 
-    if registry.alias_version(settings, settings.default_model, settings.default_alias) is None:
-        quick = sorted({settings.default_model, *train.QUICK})
-        print(f"No {settings.default_model}@{settings.default_alias} yet: training {quick}...")
+    served, alias = settings.models.default_model, settings.models.default_alias
+    if registry.alias_version(settings, served, alias) is None:
+        quick = sorted({served, *train.QUICK})
+        print(f"No {served}@{alias} yet: training {quick}...")
         for trained in train.train(settings, only=quick):
             print(f"Registered {trained.name} v{trained.version} in {trained.seconds:.0f}s")
 
 
 def up(settings: Settings) -> int:
     """Run the stack in the foreground until interrupted; returns the exit code."""
-    state = broker.start(settings)
-    print(f"Broker: {settings.brokers} ({'tansu, managed' if state else 'external'})")
+    state = embedded.start(settings)
+    print(f"Broker: {settings.kafka.brokers} ({'tansu, managed' if state else 'external'})")
     ensure_champion(settings)
     procs = children(settings)
     stopping = False
@@ -189,23 +192,23 @@ def up(settings: Settings) -> int:
         for child in reversed(procs):
             child.stop()
         if state is not None:
-            broker.stop(settings)
+            embedded.stop(settings)
     return 0
 
 
 def print_banner(settings: Settings) -> None:
-    from driftline.ab.store import ExperimentStore, current
+    from models.experiments import ExperimentStore, current
 
-    base = f"http://{settings.gateway_host}:{settings.gateway_port}"
-    results = settings.topic_prefix + "inference.results"
-    default = current(settings, ExperimentStore.of(settings)).get(settings.default_experiment)
+    base = settings.gateway_url
+    results = RESULTS.name(settings.kafka)
+    default = current(settings, ExperimentStore.of(settings)).get(settings.ab.default_experiment)
     arms = ", ".join(
         f"{arm.model}{'@' + arm.alias if arm.alias else '/' + str(arm.version)} ({arm.weight:g})"
         for arm in (default.arms if default else ())
     )
     print(
         f"""
-driftline is up. Experiment {settings.default_experiment!r} serves: {arms or "nothing yet"}.
+driftline is up. Experiment {settings.ab.default_experiment!r} serves: {arms or "nothing yet"}.
   Score:     curl -X POST {base}/inference -H 'content-type: application/json' \\
                   -d '{{"data": "i love this"}}'
   Feedback:  curl -X PATCH {base}/inference -H 'content-type: application/json' \\

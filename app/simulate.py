@@ -30,8 +30,9 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from driftline.clock import utc_now
 from driftline.settings import Settings
-from driftline.topics import utc_now
+from driftline.tables import OOD_TEXTS, SENTIMENT_MONITOR
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -162,10 +163,10 @@ class Outcome:
 
 def run(settings: Settings, steps: Sequence[Step], base_url: str | None = None) -> Outcome:
     """Send every step to the gateway in order; logs progress about every 10%."""
-    base_url = base_url or f"http://{settings.gateway_host}:{settings.gateway_port}"
+    base_url = base_url or settings.gateway_url
     outcome, started = Outcome(), time.perf_counter()
     every = max(1, len(steps) // 10)
-    with httpx.Client(base_url=base_url, timeout=settings.inference_timeout + 5) as client:
+    with httpx.Client(base_url=base_url, timeout=settings.gateway.inference_timeout + 5) as client:
         for n, step in enumerate(steps, 1):
             outcome.requests += 1
             outcome.drifted += step.drifted
@@ -204,8 +205,8 @@ def simulate(settings: Settings, options: Options, base_url: str | None = None) 
     """Plan from the lake's monitor and out-of-domain sets, then run against the gateway."""
     from models import data
 
-    monitor = data.read_set(settings, "sentiment_monitor")
-    ood = data.read_set(settings, "ood_texts")
+    monitor = data.read_set(settings, SENTIMENT_MONITOR.name)
+    ood = data.read_set(settings, OOD_TEXTS.name)
     drift_texts = ood.loc[ood["source"] == DRIFT_SOURCES[options.drift_source], "text"].tolist()
     steps = plan(monitor, drift_texts, options)
     log.info(

@@ -1,16 +1,9 @@
 """Durable experiment definitions: a small SQLite file under the data folder.
 
-The local broker keeps topics in memory only, so experiments live in a file that survives
-restarts. SQLite in WAL mode lets the gateway and the CLI write while the inference flow reads;
-the flow re-reads the store every `DRIFTLINE_EXPERIMENT_REFRESH_SECONDS` (`ExperimentCache`), so
-an edit reaches it without a restart.
-
-The default experiment (`DRIFTLINE_DEFAULT_EXPERIMENT`) is built from the registry when none is
-stored, as the reference does: the served model (`default_model@default_alias`) against the
-registered model most different from it, 50/50. Models are named `<task>_<algorithm>_<features>`,
-so "most different" is the model sharing the fewest name parts. While only one model is
-registered the default has a single arm and is not stored, so it grows to two arms by itself
-once a second model appears.
+SQLite in WAL mode lets the gateway and the CLI write while the inference flow reads; the flow
+re-reads the store every `DRIFTLINE_EXPERIMENT_REFRESH_SECONDS` (`ExperimentCache`), so an edit
+reaches it without a restart. The default experiment (`driftline.ab.default`) is built from the
+MLflow registry when none is stored, and stored once it has two arms.
 
 Example
 -------
@@ -27,23 +20,18 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from driftline.ab.experiment import Arm, Experiment
+from driftline.ab import Experiment
+from driftline.ab.default import Registered, default_experiment
+from driftline.clock import Clock
 from driftline.settings import Settings
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "ExperimentCache",
-    "ExperimentStore",
-    "current",
-    "default_experiment",
-    "missing_models",
-    "most_different",
-]
+__all__ = ["ExperimentCache", "ExperimentStore", "current", "missing_models", "registered"]
 
 
 class ExperimentStore:
@@ -99,23 +87,10 @@ class ExperimentStore:
         return bool(deleted)
 
 
-def most_different(served: str, candidates: Sequence[str]) -> str | None:
-    """The candidate sharing the fewest `_`-separated name parts with `served` (ties: by name).
-
-    >>> most_different("s_logreg_tfidf", ["s_logreg_minilm", "s_xgboost_minilm", "s_xgb_tfidf"])
-    's_xgboost_minilm'
-    """
-    parts = set(served.split("_"))
-    others = sorted(c for c in candidates if c != served)
-    if not others:
-        return None
-    return min(others, key=lambda c: len(parts & set(c.split("_"))))
+Registry = Callable[[Settings], Registered]
 
 
-Registry = Callable[[Settings], dict[str, tuple[set[str], str | None]]]
-
-
-def _registered(settings: Settings) -> dict[str, tuple[set[str], str | None]]:
+def registered(settings: Settings) -> Registered:
     """Registered model names, with their aliases and latest version."""
     from models import registry  # mlflow imports slowly: only when needed
 
@@ -127,32 +102,6 @@ def _registered(settings: Settings) -> dict[str, tuple[set[str], str | None]]:
     return models
 
 
-def default_experiment(
-    settings: Settings, registered: Registry = _registered
-) -> tuple[Experiment, bool]:
-    """The default experiment from the registry, and whether it is complete enough to store."""
-    served = Arm(
-        name=settings.default_model,
-        model=settings.default_model,
-        alias=settings.default_alias,
-        weight=0.5,
-    )
-    models = {name: found for name, found in registered(settings).items() if any(found)}
-    other = most_different(settings.default_model, list(models))
-    arms: tuple[Arm, ...] = (served,)
-    if other is not None:
-        aliases, latest = models[other]
-        if settings.default_alias in aliases or not latest:
-            alias = settings.default_alias if settings.default_alias in aliases else min(aliases)
-            address = {"alias": alias}
-        else:
-            address = {"version": latest}
-        arms = (served, Arm(name=other, model=other, weight=0.5, **address))
-    description = "served model vs the most different registered model, 50/50"
-    experiment = Experiment(name=settings.default_experiment, arms=arms, description=description)
-    return experiment, len(arms) > 1
-
-
 class ExperimentCache:
     """What the inference flow routes by: the stored experiments, re-read every few seconds."""
 
@@ -160,12 +109,12 @@ class ExperimentCache:
         self,
         settings: Settings,
         store: ExperimentStore | None = None,
-        registered: Registry = _registered,
-        clock: Callable[[], float] = time.monotonic,
+        registry: Registry = registered,
+        clock: Clock = time.monotonic,
     ) -> None:
         self._settings = settings
-        self._store = store  # opened on first use: importing a flow creates no file
-        self._registered = registered
+        self._store = store  # opened on first use: building a flow creates no file
+        self._registry = registry
         self._clock = clock
         self._loaded_at: float | None = None
         self._experiments: dict[str, Experiment] = {}
@@ -173,30 +122,23 @@ class ExperimentCache:
     def get(self, name: str | None) -> Experiment | None:
         """The experiment called `name` (the default one when None), or None if unknown."""
         now = self._clock()
-        if (
-            self._loaded_at is None
-            or now - self._loaded_at >= self._settings.experiment_refresh_seconds
-        ):
+        ab = self._settings.ab
+        if self._loaded_at is None or now - self._loaded_at >= ab.experiment_refresh_seconds:
             self._reload()
             self._loaded_at = now
-        return self._experiments.get(name or self._settings.default_experiment)
+        return self._experiments.get(name or ab.default_experiment)
 
     def _reload(self) -> None:
         if self._store is None:
             self._store = ExperimentStore.of(self._settings)
-        self._experiments = current(
-            self._settings, self._store, self._registered, self._experiments.get(self._default)
-        )
-
-    @property
-    def _default(self) -> str:
-        return self._settings.default_experiment
+        fallback = self._experiments.get(self._settings.ab.default_experiment)
+        self._experiments = current(self._settings, self._store, self._registry, fallback)
 
 
 def current(
     settings: Settings,
     store: ExperimentStore,
-    registered: Registry = _registered,
+    registry: Registry = registered,
     fallback: Experiment | None = None,
 ) -> dict[str, Experiment]:
     """Stored experiments plus the default one, stored as soon as it has two arms.
@@ -204,11 +146,11 @@ def current(
     When the registry cannot be read, `fallback` (the default served so far) stays in place.
     """
     experiments = {e.name: e for e in store.list()}
-    name = settings.default_experiment
+    name = settings.ab.default_experiment
     if name not in experiments:
         default: Experiment | None
         try:
-            default, complete = default_experiment(settings, registered)
+            default, complete = default_experiment(settings.models, settings.ab, registry(settings))
         except Exception:  # registry unreachable: keep serving what we had
             log.exception("cannot build the default experiment")
             default, complete = fallback, False

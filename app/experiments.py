@@ -1,0 +1,68 @@
+"""`driftline experiments`: list, show, create or replace, and delete A/B experiments."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from driftline.ab import Experiment
+from driftline.settings import Settings
+from models.experiments import ExperimentStore, current, missing_models
+
+
+def parse_arm(spec: str) -> dict[str, object]:
+    """`NAME=MODEL@ALIAS[:WEIGHT]` or `NAME=MODEL/VERSION[:WEIGHT]` as an arm's fields.
+
+    >>> parse_arm("A=sentiment_logreg_tfidf@champion:0.7")
+    {'name': 'A', 'model': 'sentiment_logreg_tfidf', 'weight': 0.7, 'alias': 'champion'}
+    >>> parse_arm("B=sentiment_xgboost_minilm/3")
+    {'name': 'B', 'model': 'sentiment_xgboost_minilm', 'weight': 1.0, 'version': '3'}
+    """
+    name, sep, rest = spec.partition("=")
+    address, _, weight = rest.partition(":")
+    model, at, alias = address.partition("@")
+    if not at:
+        model, _, version = address.partition("/")
+    if not (sep and name and model and (alias if at else version)):
+        raise argparse.ArgumentTypeError(f"arm {spec!r}: expected NAME=MODEL@ALIAS[:WEIGHT]")
+    arm: dict[str, object] = {"name": name, "model": model, "weight": float(weight or 1)}
+    return arm | ({"alias": alias} if at else {"version": version})
+
+
+def cmd_experiments(s: Settings, args: argparse.Namespace) -> int:
+    if args.action != "list" and not args.name:
+        print(f"experiments {args.action} needs a NAME", file=sys.stderr)
+        return 2
+    store = ExperimentStore.of(s)
+    if args.action == "delete":
+        deleted = store.delete(args.name)
+        print("deleted" if deleted else f"no stored experiment {args.name!r}")
+        return 0 if deleted else 1
+    if args.action == "put":
+        if not args.arm:
+            print("put needs at least one --arm", file=sys.stderr)
+            return 2
+        experiment = Experiment(
+            name=args.name, arms=args.arm, mode=args.mode, description=args.description
+        )
+        missing = missing_models(s, experiment)
+        if missing:
+            print("; ".join(missing), file=sys.stderr)
+            return 1
+        store.put(experiment)
+        print(experiment.model_dump_json(indent=2))
+        return 0
+    found = current(s, store)
+    if args.action == "show":
+        if args.name not in found:
+            print(f"no experiment {args.name!r}", file=sys.stderr)
+            return 1
+        print(found[args.name].model_dump_json(indent=2))
+        return 0
+    for e in found.values():
+        arms = ", ".join(
+            f"{a.name}={a.model}{'@' + a.alias if a.alias else '/' + str(a.version)}:{a.weight:g}"
+            for a in e.arms
+        )
+        print(f"{e.name}\t{e.mode}\t{arms}")
+    return 0

@@ -1,0 +1,159 @@
+"""When a model's window raises an alert, and the alert's identity.
+
+A statistic alerts when it goes from below its threshold to above it, not again on every slide
+while it stays there (`AlertPolicy.on_report`). A change detector (River's ADWIN or
+Page-Hinkley) on the per-event error stream alerts at the event where the error rate changes
+(`AlertPolicy.on_error`). An alert's id is a digest of (model, metric, window end, identity),
+so a window re-emitted after a crash yields the same id and the lake stores it once.
+
+>>> from driftline.settings import AlertSettings, MonitorSettings
+>>> from driftline.topics import ModelRef
+>>> policy = AlertPolicy(ModelRef(name="m", version="1"), AlertSettings(), MonitorSettings(),
+...                      reference_f1=0.8, clock=lambda: 0.0)
+>>> [check.metric for check in policy.checks(ks_d=0.3, auc=None, feature_drift=None,
+...                                         cbpe_f1=0.75, brier=None, contradiction=False)
+...  if check.crossed]
+['ks_d']
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from driftline.clock import Clock, as_utc
+from driftline.settings import AlertSettings, MonitorSettings
+from driftline.stats import ErrorStreamDetector
+from driftline.stats.feedback import FeedbackSummary
+from driftline.topics import Alert, DriftReport, ModelRef
+
+
+def contradicts(
+    estimated_f1: float | None, feedback: FeedbackSummary, monitor: MonitorSettings
+) -> bool:
+    """Feedback F1 differs from the CBPE estimate beyond tolerance, on enough feedback.
+
+    CBPE assumes the model stays calibrated; feedback is the check on that assumption.
+    """
+    realized = feedback.realized
+    return bool(
+        realized.n >= monitor.min_feedback
+        and realized.f1 is not None
+        and estimated_f1 is not None
+        and abs(realized.f1 - estimated_f1) > monitor.contradiction_tolerance
+    )
+
+
+@dataclass(frozen=True)
+class Check:
+    metric: str
+    value: float | None
+    threshold: float | None
+    crossed: bool
+
+
+class AlertPolicy:
+    """The alerting state of one model version: which metrics are above their threshold, and
+    the change detector on its error stream."""
+
+    def __init__(
+        self,
+        model: ModelRef,
+        config: AlertSettings,
+        monitor: MonitorSettings,
+        reference_f1: float | None,
+        clock: Clock,
+        state: dict[str, Any] | None = None,
+    ) -> None:
+        self.model = model
+        self.config = config
+        self.detector_name = monitor.change_detector
+        self.reference_f1 = reference_f1
+        self.clock = clock
+        self.firing: set[str] = set(state["firing"]) if state else set()
+        self.detector = (
+            ErrorStreamDetector.from_state(state["detector"])
+            if state
+            else ErrorStreamDetector(monitor.change_detector)
+        )
+
+    def checks(
+        self,
+        *,
+        ks_d: float | None,
+        auc: float | None,
+        feature_drift: bool | None,
+        cbpe_f1: float | None,
+        brier: float | None,
+        contradiction: bool,
+    ) -> Iterator[Check]:
+        """Every alerting statistic, its threshold and whether it is above it."""
+        cfg = self.config
+        yield Check("ks_d", ks_d, cfg.ks_d, ks_d is not None and ks_d > cfg.ks_d)
+        if auc is not None:  # a skipped classifier leaves the alert as it was
+            yield Check(
+                "domain_auc", auc, cfg.domain_auc, bool(feature_drift) and auc > cfg.domain_auc
+            )
+        ref_f1 = self.reference_f1
+        drop = None if cbpe_f1 is None or ref_f1 is None else ref_f1 - cbpe_f1
+        yield Check("cbpe_f1_drop", drop, cfg.f1_drop, drop is not None and drop > cfg.f1_drop)
+        yield Check("brier", brier, cfg.brier, brier is not None and brier > cfg.brier)
+        yield Check("contradiction", float(contradiction), None, contradiction)
+
+    def on_report(self, r: DriftReport) -> list[Alert]:
+        """Alerts for the statistics of `r` that crossed their threshold since the last report."""
+        alerts = []
+        for check in self.checks(
+            ks_d=r.ks_d,
+            auc=r.domain_auc,
+            feature_drift=r.feature_drift,
+            cbpe_f1=r.estimated.f1,
+            brier=r.feedback.brier,
+            contradiction=r.contradiction,
+        ):
+            if not check.crossed:
+                self.firing.discard(check.metric)
+            elif check.metric not in self.firing:
+                self.firing.add(check.metric)
+                assert check.value is not None
+                text = f"{check.metric} {check.value:.4g}"
+                alerts.append(
+                    self._alert(check.metric, check.value, check.threshold, r.window_end, text)
+                )
+        return alerts
+
+    def on_error(self, error: float, window_end: float, identity: str) -> list[Alert]:
+        """Feed one event's error to the detector; an alert on `window_end` if it changed."""
+        if not self.detector.update(error):
+            return []
+        text = f"{self.detector_name} detected a change in the error stream"
+        return [self._alert("error_change", error, None, as_utc(window_end), text, identity)]
+
+    def _alert(
+        self,
+        metric: str,
+        value: float,
+        threshold: float | None,
+        end: datetime,
+        text: str,
+        identity: str = "",
+    ) -> Alert:
+        m = self.model
+        key = f"{m.key}/{metric}/{end.isoformat()}/{identity}"
+        return Alert(
+            alert_id=hashlib.sha256(key.encode()).hexdigest()[:32],
+            model=m,
+            metric=metric,
+            value=value,
+            threshold=threshold,
+            window_end=end,
+            message=f"{m.key}: {text}"
+            + (f" crossed {threshold:g}" if threshold is not None else ""),
+            created_at=as_utc(self.clock()),
+        )
+
+    def to_state(self) -> dict[str, Any]:
+        return {"firing": sorted(self.firing), "detector": self.detector.to_state()}

@@ -1,0 +1,339 @@
+"""One model version's event-time sliding window, maintained incrementally: pure code, no I/O.
+
+`ModelWindow` is the state behind `flows.monitor`, one per model version. Results enter the
+window as they arrive and leave it when it slides past them; every statistic is an accumulator
+with `update`/`remove` (`driftline.stats`), so one slide costs the events that enter and leave
+it, not the window's size. Only the domain classifier is recomputed per emission
+(`driftline.monitoring.domain`), on feature rows computed once per event upstream.
+
+Windows are aligned to multiples of `slide` since the Unix epoch and are half-open,
+`[end - length, end)`. The watermark (`driftline.monitoring.watermark`) is the newest result
+time seen minus the allowed lateness; the window ending at `end` is emitted once the watermark
+reaches `end`, so results up to the allowed lateness behind the newest one still count in their
+window. A result older than the watermark (or than the open window) is rejected and becomes a
+dead letter. When a model gets no results for `idle_seconds` of wall time, its watermark moves
+on with the wall clock (`idle`), so its last windows are emitted even if its traffic stops.
+
+Example: two results in the window ending at 60 s, then one at 75 s moves the watermark
+(lateness 5 s) past 60 s and the window is emitted:
+
+>>> import numpy as np
+>>> from driftline.monitoring.reference import Reference
+>>> from driftline.settings import AlertSettings, MonitorSettings
+>>> from driftline.topics import ModelRef
+>>> ref = Reference(np.array([0.2, 0.4, 0.6, 0.8]), np.array([0, 0, 1, 1]), np.eye(4))
+>>> config = MonitorSettings(window_seconds=60, slide_seconds=30, lateness_seconds=5, ks_bins=10)
+>>> w = ModelWindow(ModelRef(name="m", version="1"), ref, config, AlertSettings(), 0.5,
+...                 clock=lambda: 0.0)
+>>> out = [w.add_result(Event(f"id{i}", t, p, p, int(p >= 0.5), np.ones(4).tobytes()))
+...        for i, (t, p) in enumerate([(31.0, 0.9), (50.0, 0.1), (75.0, 0.7)])]
+>>> [(r.window_end.timestamp(), r.n, r.ks_d) for r in out[2].reports]
+[(60.0, 2, 0.5)]
+>>> w.add_result(Event("late", 40.0, 0.5, 0.5, 1, np.ones(4).tobytes())).rejected
+'late: event time 40.000s is before the watermark 70.000s (allowed lateness 5s)'
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from driftline.clock import Clock, as_utc, wall_clock
+from driftline.monitoring.alerts import AlertPolicy, contradicts
+from driftline.monitoring.domain import DomainCheck, window_seed
+from driftline.monitoring.reference import Reference
+from driftline.monitoring.watermark import Watermark
+from driftline.settings import AlertSettings, MonitorSettings
+from driftline.stats import CBPE, FeedbackMetrics, SlidingKS
+from driftline.stats.feedback import reward
+from driftline.topics import (
+    Alert,
+    DriftReport,
+    EstimatedPerformance,
+    FeedbackStats,
+    Labeled,
+    ModelRef,
+)
+
+
+@dataclass
+class Event:
+    """One scored inference as the window keeps it (plain data, so it snapshots as is).
+
+    `features` is the model's feature row, encoded once by `rows.encode_row`; `origin` is
+    whatever the caller needs to dead-letter a rejected event and is never snapshotted.
+    """
+
+    inference_id: str
+    time: float
+    """Event time, seconds since the epoch."""
+    p: float
+    calibrated: float
+    label: int
+    features: bytes
+    feedback_count: int = 0
+    feedback_mean: float | None = None
+    origin: Any = field(default=None, compare=False)
+
+    def state(self) -> tuple:
+        return (
+            self.inference_id,
+            self.time,
+            self.p,
+            self.calibrated,
+            self.label,
+            self.features,
+            self.feedback_count,
+            self.feedback_mean,
+        )
+
+
+@dataclass
+class Output:
+    """What one input produced: reports and alerts to publish, or why the input was rejected."""
+
+    reports: list[DriftReport] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
+    rejected: str | None = None
+    duplicate: bool = False
+    """The input was a re-delivery of one already counted."""
+
+    def extend(self, other: Output) -> None:
+        self.reports += other.reports
+        self.alerts += other.alerts
+
+
+class ModelWindow:
+    """The sliding window of one model version and its incremental statistics."""
+
+    def __init__(
+        self,
+        model: ModelRef,
+        reference: Reference,
+        config: MonitorSettings,
+        alerts: AlertSettings,
+        threshold: float,
+        clock: Clock = wall_clock,
+    ) -> None:
+        self.model = model
+        self.reference = reference
+        self.config = config
+        self.clock = clock
+        self.ks = SlidingKS(reference.probabilities, bins=config.ks_bins)
+        self.cbpe = CBPE()
+        self.feedback = FeedbackMetrics()
+        self.domain = DomainCheck(reference.features, config.domain_rows, config.domain_every)
+        self.policy = AlertPolicy(model, alerts, config, reference.f1(threshold), clock)
+        self.window: dict[str, Event] = {}
+        """Events inside the open window `[end - length, end)`, by inference id."""
+        self.pending: dict[str, Event] = {}
+        """Accepted events at or after `end`: they enter the window when it slides."""
+        self._queue: list[tuple[float, str]] = []
+        """Heap of (time, id) over window and pending events, oldest first, for eviction."""
+        self.early_feedback: dict[str, tuple[float, int, float]] = {}
+        """Feedback whose result has not arrived yet: id -> (time, count, mean)."""
+        self.end: float | None = None
+        """End of the open window; None before the first result."""
+        self.event_clock = Watermark(config.lateness_seconds, config.idle_seconds)
+
+    # ---- input ---------------------------------------------------------------------------
+
+    @property
+    def watermark(self) -> float:
+        return self.event_clock.value
+
+    def idle(self) -> Output:
+        """Emit the windows the wall clock closes once results stopped."""
+        if self.event_clock.idle(self.clock()) and self.end is not None:
+            return self._advance()
+        return Output()
+
+    def wake_at(self) -> float | None:
+        """Wall time at which `idle` would close the open window; None if nothing would."""
+        if self.end is None or not (self.window or self.pending):
+            return None
+        return self.event_clock.wake_at(self.end)
+
+    def _next_boundary(self, time: float) -> float:
+        """The first slide boundary after `time`: the end of the first window holding it."""
+        slide = self.config.slide_seconds
+        return (math.floor(time / slide) + 1) * slide
+
+    def _start(self) -> float:
+        assert self.end is not None
+        return self.end - self.config.window_seconds
+
+    def add_result(self, event: Event) -> Output:
+        """Add one scored result; emits every window the advancing watermark closes."""
+        if event.inference_id in self.window or event.inference_id in self.pending:
+            return Output(duplicate=True)  # re-delivered: counted once
+        if self.end is None:
+            self.end = self._next_boundary(event.time)
+        floor = max(self.watermark, self._start())
+        if event.time < floor:
+            return Output(
+                rejected=f"late: event time {event.time:.3f}s is before the "
+                f"{'watermark' if floor == self.watermark else 'open window start'} "
+                f"{floor:.3f}s (allowed lateness {self.config.lateness_seconds:g}s)"
+            )
+        early = self.early_feedback.pop(event.inference_id, None)
+        if early is not None:
+            _, event.feedback_count, event.feedback_mean = early
+        heapq.heappush(self._queue, (event.time, event.inference_id))
+        if event.time < self.end:
+            self._enter(event)
+        else:
+            self.pending[event.inference_id] = event
+        self.event_clock.observe(event.time, self.clock())
+        return self._advance()
+
+    def add_labeled(self, labeled: Labeled) -> Output:
+        """Replace an inference's feedback contribution with the latest (mean of all so far).
+
+        Feedback is at-least-once and cumulative, so a message with no more scores than the
+        one already applied is a duplicate or stale and changes nothing.
+        """
+        key, count, mean = str(labeled.inference_id), len(labeled.feedback), labeled.feedback_mean
+        event = self.window.get(key) or self.pending.get(key)
+        if event is None:
+            time = labeled.created_at.timestamp()
+            old = self.early_feedback.get(key)
+            if self.end is not None and time >= self._start() and (old is None or count > old[1]):
+                self.early_feedback[key] = (time, count, mean)
+            return Output()
+        if count <= event.feedback_count:
+            return Output()
+        in_window = key in self.window
+        if in_window and event.feedback_mean is not None:
+            self.feedback.remove(event.p, event.label, event.feedback_mean)
+        event.feedback_count, event.feedback_mean = count, mean
+        if in_window:
+            self.feedback.update(event.p, event.label, mean)
+        # The error stream: one minus the reward of the mean feedback, on the window the event
+        # belongs to.
+        error = 1.0 - reward(event.label, mean)
+        identity = f"{event.inference_id}/{event.feedback_count}"
+        end = self._next_boundary(event.time)
+        return Output(alerts=self.policy.on_error(error, end, identity))
+
+    # ---- window --------------------------------------------------------------------------
+
+    def _enter(self, event: Event) -> None:
+        self.window[event.inference_id] = event
+        self.ks.update(event.p)
+        self.cbpe.update(event.calibrated, event.label)
+        if event.feedback_mean is not None:
+            self.feedback.update(event.p, event.label, event.feedback_mean)
+
+    def _leave(self, event: Event) -> None:
+        self.ks.remove(event.p)
+        self.cbpe.remove(event.calibrated, event.label)
+        if event.feedback_mean is not None:
+            self.feedback.remove(event.p, event.label, event.feedback_mean)
+
+    def _advance(self) -> Output:
+        out = Output()
+        assert self.end is not None
+        while self.watermark >= self.end:
+            if self.window:
+                out.extend(self.emit())
+            self.end += self.config.slide_seconds
+            start = self._start()
+            while self._queue and self._queue[0][0] < start:
+                _, key = heapq.heappop(self._queue)
+                self._leave(self.window.pop(key))
+            for key in [k for k, e in self.pending.items() if e.time < self.end]:
+                self._enter(self.pending.pop(key))
+            self.early_feedback = {k: v for k, v in self.early_feedback.items() if v[0] >= start}
+        return out
+
+    def events(self) -> list[Event]:
+        """The events of the open window (for tests and the benchmark)."""
+        return list(self.window.values())
+
+    # ---- emission ------------------------------------------------------------------------
+
+    def emit(self) -> Output:
+        """The report of the open window as it is now, and the alerts it raises."""
+        assert self.end is not None
+        # In event-time order, so a window re-emitted after a replay gets the same sample.
+        ordered = sorted(self.window.values(), key=lambda e: (e.time, e.inference_id))
+        drift = self.domain.run(
+            window_seed(self.model.name, self.model.version, self.end),
+            [e.features for e in ordered],
+        )
+        estimated = self.cbpe.estimate()
+        fb = self.feedback.value()
+        report = DriftReport(
+            model=self.model,
+            window_start=as_utc(self._start()),
+            window_end=as_utc(self.end),
+            emitted_at=as_utc(self.clock()),
+            n=self.ks.n,
+            ks_d=self.ks.d(),
+            ks_p_value=self.ks.p_value(),
+            domain_auc=drift.auc,
+            domain_auc_threshold=drift.threshold,
+            feature_drift=drift.drifted,
+            estimated=EstimatedPerformance(
+                accuracy=estimated.accuracy,
+                precision=estimated.precision,
+                recall=estimated.recall,
+                f1=estimated.f1,
+            ),
+            feedback=FeedbackStats(
+                n=fb.realized.n, brier=fb.brier, accuracy=fb.realized.accuracy, f1=fb.realized.f1
+            ),
+            contradiction=contradicts(estimated.f1, fb, self.config),
+        )
+        return Output(reports=[report], alerts=self.policy.on_report(report))
+
+    # ---- recovery ------------------------------------------------------------------------
+
+    def to_state(self) -> dict[str, Any]:
+        """Plain data for a Bytewax snapshot (the reference is reloaded, not snapshotted)."""
+        return {
+            "model": (self.model.name, self.model.version),
+            "window": [e.state() for e in self.window.values()],
+            "pending": [e.state() for e in self.pending.values()],
+            "early_feedback": dict(self.early_feedback),
+            "end": self.end,
+            **self.event_clock.to_state(),
+            "emissions": self.domain.emissions,
+            "ks": self.ks.to_state(),
+            "cbpe": self.cbpe.to_state(),
+            "feedback": self.feedback.to_state(),
+            **self.policy.to_state(),
+        }
+
+    @classmethod
+    def from_state(
+        cls,
+        state: dict[str, Any],
+        reference: Reference,
+        config: MonitorSettings,
+        alerts: AlertSettings,
+        threshold: float,
+        clock: Clock = wall_clock,
+    ) -> ModelWindow:
+        """Rebuild from `to_state()` with the model's reference, resumed at `clock()`."""
+        name, version = state["model"]
+        model = ModelRef(name=name, version=version)
+        w = cls(model, reference, config, alerts, threshold, clock)
+        w.window = {s[0]: Event(*s) for s in state["window"]}
+        w.pending = {s[0]: Event(*s) for s in state["pending"]}
+        w._queue = sorted(
+            (e.time, e.inference_id) for e in (*w.window.values(), *w.pending.values())
+        )
+        w.early_feedback = dict(state["early_feedback"])
+        w.end = state["end"]
+        w.event_clock = Watermark(config.lateness_seconds, config.idle_seconds, state)
+        w.event_clock.resume(clock())
+        w.domain.emissions = state["emissions"]
+        w.ks = SlidingKS.from_state(state["ks"])
+        w.cbpe = CBPE.from_state(state["cbpe"])
+        w.feedback = FeedbackMetrics.from_state(state["feedback"])
+        w.policy = AlertPolicy(model, alerts, config, w.policy.reference_f1, clock, state)
+        return w

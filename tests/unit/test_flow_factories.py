@@ -1,0 +1,57 @@
+"""Importing a flow module, or building its dataflow, touches nothing outside the process.
+
+Bytewax runs a flow as `python -m bytewax.run flows.<name>:flow`, calling the `flow()` factory;
+pytest imports every module to collect doctests. Neither may create the lake, open a broker
+connection or write a file: that happens when the dataflow runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+FLOWS = ("ab", "feedback", "inference", "lakewriter", "monitor")
+
+PROBE = """
+import json, socket, sqlite3, sys
+import duckdb
+
+calls = []
+
+def refuse(name):
+    def call(*args, **kwargs):
+        calls.append(name)
+        raise RuntimeError(f"{name} called while importing or building a flow")
+    return call
+
+socket.socket.connect = refuse("socket.connect")
+duckdb.connect = refuse("duckdb.connect")
+sqlite3.connect = refuse("sqlite3.connect")
+
+from bytewax.run import _locate_dataflow  # what `python -m bytewax.run flows.X:flow` calls
+
+built = [type(_locate_dataflow(f"flows.{name}", "flow")).__name__ for name in sys.argv[1:]]
+print(json.dumps({"calls": calls, "built": built}))
+"""
+
+
+def test_importing_and_building_every_flow_opens_nothing_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
+    run = subprocess.run(
+        [sys.executable, "-c", PROBE, *FLOWS],
+        cwd=tmp_path,
+        env=env | {"DRIFTLINE_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    outcome = json.loads(run.stdout.splitlines()[-1])
+    assert outcome == {"calls": [], "built": ["Dataflow"] * len(FLOWS)}
+    assert list(tmp_path.iterdir()) == []  # no lake, no store, no log folder
