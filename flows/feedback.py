@@ -117,11 +117,9 @@ class InferenceJoin:
 def labeled_of(result: InferenceResult, scores: list[float], updated_at: datetime) -> Labeled:
     """A scored result joined with its feedback scores (oldest first)."""
     assert result.model is not None and result.prediction is not None
+    shared = result.model_dump(include={"inference_id", "created_at", "experiment", "arm"})
     return Labeled(
-        inference_id=result.inference_id,
-        created_at=result.created_at,
-        experiment=result.experiment,
-        arm=result.arm,
+        **shared,
         model=result.model,
         prediction=result.prediction,
         label=result.label if result.label is not None else 0,

@@ -101,13 +101,9 @@ class Scorer:
         error: str | None = None,
     ) -> Outgoing:
         request, threshold = routed.request, self._threshold
+        passed_on = {"inference_id", "created_at", "data", "subject", "log_to_lakehouse", "probe"}
         result = InferenceResult(
-            inference_id=request.inference_id,
-            created_at=request.created_at,
-            data=request.data,
-            subject=request.subject,
-            log_to_lakehouse=request.log_to_lakehouse,
-            probe=request.probe,
+            **request.model_dump(include=passed_on),
             model=model,
             experiment=routed.experiment,
             arm=routed.arm.name if routed.arm is not None and routed.experiment else None,

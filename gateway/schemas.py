@@ -59,15 +59,7 @@ class InferenceOut(BaseModel):
     def from_result(cls, result: InferenceResult) -> InferenceOut:
         assert result.model is not None and result.prediction is not None
         assert result.label is not None
-        return cls(
-            inference_id=result.inference_id,
-            model=result.model,
-            prediction=result.prediction,
-            label=result.label,
-            created_at=result.created_at,
-            experiment=result.experiment,
-            arm=result.arm,
-        )
+        return cls.model_validate(result, from_attributes=True)
 
 
 class ExperimentIn(_Body):

@@ -139,16 +139,7 @@ class ExperimentStats:
         total = sum(a.traffic for a in self.arms.values())
         test = None
         if self.test is not None:
-            r = self.test.result()
-            test = SequentialTest(
-                arm_a=r.arm_a,
-                arm_b=r.arm_b,
-                p_value=r.p_value,
-                difference=r.difference,
-                ci_lower=r.ci_lower,
-                ci_upper=r.ci_upper,
-                decision=r.decision,
-            )
+            test = SequentialTest.model_validate(self.test.result(), from_attributes=True)
         return ABReport(
             experiment=self.experiment,
             emitted_at=self.latest,

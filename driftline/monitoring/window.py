@@ -277,12 +277,7 @@ class ModelWindow:
             domain_auc=drift.auc,
             domain_auc_threshold=drift.threshold,
             feature_drift=drift.drifted,
-            estimated=EstimatedPerformance(
-                accuracy=estimated.accuracy,
-                precision=estimated.precision,
-                recall=estimated.recall,
-                f1=estimated.f1,
-            ),
+            estimated=EstimatedPerformance.model_validate(estimated, from_attributes=True),
             feedback=FeedbackStats(
                 n=fb.realized.n, brier=fb.brier, accuracy=fb.realized.accuracy, f1=fb.realized.f1
             ),
