@@ -19,20 +19,23 @@ from dataclasses import dataclass
 from typing import Generic, TypeGuard, TypeVar, cast
 
 import bytewax.operators as op
-from bytewax.connectors.kafka import KafkaError, KafkaSink, KafkaSinkMessage, KafkaSourceMessage
-from bytewax.connectors.kafka import operators as kop
+from bytewax.connectors.kafka import KafkaSinkMessage
 from bytewax.dataflow import Dataflow, Stream
 from pydantic import ValidationError
 
-from broker.clients import FETCH_WAIT_MS, producer_config
+from broker.clients import consumer_config, producer_config
 from driftline import logs
 from driftline.settings import Settings, load
 from driftline.topics import DEADLETTER, DeadLetter, Message, Topic, decode, message_key
+from flows.kafka import KafkaInput, KafkaOutput, Raw
 
 log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=Message)
-Raw = KafkaSourceMessage[bytes | None, bytes | None]
+
+FLOW_DELIVERY_TIMEOUT_MS = 120_000
+"""How long a flow's producer keeps retrying a message while the broker is away before the
+flow stops (and replays after its restart): long, so a broker restart is only a pause."""
 
 
 @dataclass(frozen=True)
@@ -55,20 +58,14 @@ class Outgoing:
 
 def read(step_id: str, flow: Dataflow, settings: Settings, topics: list[Topic]) -> Stream[Raw]:
     """Raw messages from `topics`; consumer errors are logged (they carry no message)."""
-    out = kop.input(
-        step_id,
-        flow,
-        brokers=settings.kafka.broker_list,
-        topics=[t.name(settings.kafka) for t in topics],
-        batch_size=settings.flows.batch_size,
-        add_config={"fetch.wait.max.ms": str(FETCH_WAIT_MS)},
+    config = consumer_config(settings, group_id="driftline-" + flow.flow_id)
+    source = KafkaInput(
+        settings.kafka.brokers,
+        [t.name(settings.kafka) for t in topics],
+        settings.flows.batch_size,
+        {k: v for k, v in config.items() if k != "bootstrap.servers"},
     )
-    op.inspect(f"{step_id}_errors", out.errs, _log_consumer_error)
-    return out.oks
-
-
-def _log_consumer_error(step_id: str, error: KafkaError) -> None:
-    log.error("kafka consumer error", extra={"step": step_id, "error": str(error.err)})
+    return op.input(step_id, flow, source)
 
 
 def dead_letter(flow_name: str, raw: Raw, reason: str) -> DeadLetter:
@@ -149,12 +146,8 @@ def publish(step_id: str, up: Stream[Outgoing], settings: Settings) -> None:
             topic=out.topic.name(settings.kafka),
         )
 
-    config = {k: str(v) for k, v in producer_config(settings).items()}
-    op.output(
-        step_id,
-        op.map(f"{step_id}_serialize", up, serialize),
-        KafkaSink(settings.kafka.broker_list, None, add_config=config),
-    )
+    config = producer_config(settings) | {"message.timeout.ms": FLOW_DELIVERY_TIMEOUT_MS}
+    op.output(step_id, op.map(f"{step_id}_serialize", up, serialize), KafkaOutput(config))
 
 
 def consume(

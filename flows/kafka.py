@@ -1,0 +1,229 @@
+"""Kafka input and output for the flows: one consumer per worker, and no message lost silently.
+
+Bytewax's own connector opens one consumer per partition, each polled in a busy loop, and its
+sink produces without looking at delivery reports, so a message that fails delivery while the
+broker is down is dropped and the flow goes on. Here:
+
+- `KafkaInput` reads every partition a worker owns through one shared consumer (one fetch per
+  broker round trip instead of one per partition), keeps each partition's offset as its
+  recovery state, and tells Bytewax when to come back (`next_awake`) instead of spinning when
+  there is nothing to read.
+- `KafkaOutput` waits for every message of a batch to be acknowledged and raises when one is
+  not. The flow process then stops before its snapshot covers the batch; the supervisor starts
+  it again and it replays from its last snapshot (at-least-once; every sink de-duplicates).
+
+Part names are `<partition>-<topic>`, as in Bytewax's connector, so recovery stores carry over.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSourceMessage
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from driftline.clock import utc_now
+
+log = logging.getLogger(__name__)
+
+Raw = KafkaSourceMessage[bytes | None, bytes | None]
+Out = KafkaSinkMessage[bytes, bytes]
+
+IDLE_SLEEPS = (0.001, 0.005, 0.02, 0.05)
+"""After 1, 2, 3, 4+ empty polls in a row a partition sleeps this long before the next: short
+at first (a request right after another waits ~1 ms), longer once the flow is really idle."""
+
+
+class _SharedConsumer:
+    """One consumer for all partitions a worker reads; fetched messages wait in a queue per
+    partition until that partition asks for them."""
+
+    def __init__(self, config: dict[str, Any], batch_size: int) -> None:
+        self._consumer = Consumer(config)
+        self._batch_size = batch_size
+        self._queues: dict[tuple[str, int], deque[Raw]] = {}
+
+    def add(self, topic: str, partition: int, offset: int) -> None:
+        self._queues[(topic, partition)] = deque()
+        self._consumer.incremental_assign([TopicPartition(topic, partition, offset)])
+
+    def remove(self, topic: str, partition: int) -> bool:
+        """Stop reading a partition; True when no partition is left."""
+        self._queues.pop((topic, partition), None)
+        self._consumer.incremental_unassign([TopicPartition(topic, partition)])
+        return not self._queues
+
+    def take(self, topic: str, partition: int) -> list[Raw]:
+        queue = self._queues[(topic, partition)]
+        if not queue:
+            self._fetch()
+        taken = [queue.popleft() for _ in range(min(len(queue), self._batch_size))]
+        return taken
+
+    def _fetch(self) -> None:
+        for msg in self._consumer.consume(self._batch_size, 0):
+            error = msg.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("kafka consumer error", extra={"error": str(error)})
+                continue
+            queue = self._queues.get((msg.topic() or "", msg.partition() or 0))
+            if queue is not None:  # a partition just removed may still deliver
+                queue.append(
+                    KafkaSourceMessage(
+                        key=msg.key(),
+                        value=msg.value(),
+                        topic=msg.topic(),
+                        headers=[],  # driftline sets none
+                        latency=msg.latency(),
+                        offset=msg.offset(),
+                        partition=msg.partition(),
+                        timestamp=msg.timestamp(),
+                    )
+                )
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+class _Partition(StatefulSourcePartition[Raw, int]):
+    def __init__(self, owner: KafkaInput, key: tuple[str, int], topic: str, partition: int):
+        self._owner, self._key = owner, key
+        self._topic, self._partition = topic, partition
+        self._shared = owner.shared(key)
+        self._offset: int = OFFSET_BEGINNING
+        self._empty_polls = 0
+        self._awake: datetime | None = None
+
+    def start_at(self, offset: int | None) -> None:
+        self._offset = OFFSET_BEGINNING if offset is None else offset
+        self._shared.add(self._topic, self._partition, self._offset)
+
+    def next_batch(self) -> list[Raw]:
+        batch = self._shared.take(self._topic, self._partition)
+        if batch:
+            last = batch[-1].offset
+            assert last is not None  # a consumed message always has one
+            self._offset = last + 1
+            self._empty_polls, self._awake = 0, None
+        else:
+            sleep = IDLE_SLEEPS[min(self._empty_polls, len(IDLE_SLEEPS) - 1)]
+            self._empty_polls += 1
+            self._awake = utc_now() + timedelta(seconds=sleep)
+        return batch
+
+    def next_awake(self) -> datetime | None:
+        return self._awake
+
+    def snapshot(self) -> int:
+        return self._offset
+
+    def close(self) -> None:
+        self._owner.release(self._key, self._topic, self._partition)
+
+
+class KafkaInput(FixedPartitionedSource[Raw, int]):
+    """Every partition of `topics`, from its recovered offset (or the beginning)."""
+
+    def __init__(
+        self, brokers: str, topics: Iterable[str], batch_size: int, config: dict[str, Any]
+    ) -> None:
+        self._brokers = brokers
+        self._topics = list(topics)
+        self._batch_size = batch_size
+        self._config = config
+        self._consumers: dict[tuple[str, int], _SharedConsumer] = {}
+        self._lock = threading.Lock()
+
+    def list_parts(self) -> list[str]:
+        admin = AdminClient({"bootstrap.servers": self._brokers})
+        found = admin.list_topics(timeout=30).topics
+        parts = []
+        for topic in self._topics:
+            if topic not in found or found[topic].error is not None:
+                raise RuntimeError(f"topic {topic!r} not found: is the broker started?")
+            parts += [f"{p}-{topic}" for p in sorted(found[topic].partitions)]
+        return parts
+
+    def shared(self, key: tuple[str, int]) -> _SharedConsumer:
+        with self._lock:
+            if key not in self._consumers:
+                config = {"bootstrap.servers": self._brokers} | self._config
+                self._consumers[key] = _SharedConsumer(config, self._batch_size)
+            return self._consumers[key]
+
+    def release(self, key: tuple[str, int], topic: str, partition: int) -> None:
+        with self._lock:
+            shared = self._consumers.get(key)
+            if shared is not None and shared.remove(topic, partition):
+                shared.close()
+                del self._consumers[key]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _Partition:
+        index, topic = for_part.split("-", 1)
+        # One consumer per step and worker thread: a worker polls its partitions in turn.
+        key = (step_id, threading.get_ident())
+        part = _Partition(self, key, topic, int(index))
+        part.start_at(resume_state)
+        return part
+
+
+class DeliveryFailed(RuntimeError):
+    """The broker did not acknowledge a message: the flow must stop and replay."""
+
+
+class _Producer(StatelessSinkPartition[Out]):
+    def __init__(self, config: dict[str, Any]) -> None:
+        self._producer = Producer(config)
+        self._timeout = int(config.get("message.timeout.ms", 300_000)) / 1000
+
+    def write_batch(self, items: list[Out]) -> None:
+        failures: list[str] = []
+
+        def delivered(error: KafkaError | None, _msg: object) -> None:
+            if error is not None:
+                failures.append(str(error))
+
+        for item in items:
+            self._produce(item, delivered)
+        started = time.monotonic()
+        while self._producer.flush(1.0) > 0:
+            waited = time.monotonic() - started
+            log.warning("waiting for the broker to acknowledge", extra={"seconds": round(waited)})
+            if waited > self._timeout + 5:
+                raise DeliveryFailed(f"no acknowledgement within {self._timeout:g}s")
+        if failures:
+            raise DeliveryFailed(f"{len(failures)} message(s) not delivered: {failures[0]}")
+
+    def _produce(self, item: Out, delivered: Any) -> None:
+        assert item.topic is not None  # `flows.wiring.publish` names the topic of each message
+        while True:
+            try:
+                self._producer.produce(
+                    item.topic, value=item.value, key=item.key, on_delivery=delivered
+                )
+                return
+            except BufferError:  # the local queue is full: let deliveries drain it
+                self._producer.poll(0.1)
+
+    def close(self) -> None:
+        self._producer.flush(self._timeout)
+
+
+class KafkaOutput(DynamicSink[Out]):
+    """Each worker produces through its own producer; a batch counts only once acknowledged."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self._config = config
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _Producer:
+        return _Producer(self._config)
