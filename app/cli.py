@@ -2,7 +2,7 @@
 
 driftline up                        broker + champion + flows + gateway, in the foreground
 driftline config                    the effective configuration, with each DRIFTLINE_* variable
-driftline broker start|stop|status  the embedded Kafka broker (tansu)
+driftline broker status|create-topics  whether the broker answers, its log's epoch; topics
 driftline data load                 write the training, monitor and out-of-domain sets to the lake
 driftline train [--only NAME] [--sample N]  train and register the four models in MLflow
 driftline models list|promote       registered versions and metrics; move an alias
@@ -28,23 +28,28 @@ from collections.abc import Sequence
 
 from app.experiments import cmd_experiments, parse_arm
 from app.kcat import kcat
-from app.supervisor import FLOWS
-from broker import embedded
+from app.topology import FLOWS
 from driftline import logs, settings
 from driftline.settings import Settings, SettingsError
 
 
 def cmd_broker(s: Settings, args: argparse.Namespace) -> int:
-    if args.action == "start":
-        state = embedded.start(s)
-        print(json.dumps(embedded.status(s) | {"started": state is not None}))
-    elif args.action == "stop":
-        print("stopped" if embedded.stop(s) else "no managed broker running")
-    else:
-        status = embedded.status(s)
-        print(json.dumps(status))
-        return 0 if status["reachable"] else 1
-    return 0
+    """Whether the broker answers, and the epoch of its log; or create the topics."""
+    from broker.clients import broker_reachable, ensure_topics, epoch, wait_for_broker
+
+    if args.action == "create-topics":
+        wait_for_broker(s, timeout=120)
+        print(json.dumps({"created": ensure_topics(s)}))
+        return 0
+    status: dict[str, object] = {"brokers": s.kafka.brokers, "reachable": broker_reachable(s)}
+    if status["reachable"]:
+        try:
+            status["log_epoch"] = epoch(s)
+        except Exception as exc:  # topics not created yet
+            status["log_epoch"] = None
+            status["reason"] = str(exc)
+    print(json.dumps(status))
+    return 0 if status["reachable"] else 1
 
 
 def cmd_train(s: Settings, args: argparse.Namespace) -> int:
@@ -147,20 +152,31 @@ def _cell(value: object) -> str:
 
 
 def cmd_flow(s: Settings, args: argparse.Namespace) -> int:
-    from app import supervisor
+    """One flow (or one process of a flow's cluster) with recovery on, in the foreground."""
+    from app.topology import flow_command
+    from broker.clients import ensure_topics, epoch
 
-    argv, env = supervisor.flow_command(s, args.name)
+    ensure_topics(s)
+    argv, env = flow_command(s, args.name, epoch(s))
     if args.workers > 1:
         argv += ["-w", str(args.workers)]
-    os.execve(argv[0], argv, env)
+    if args.addresses:
+        argv += ["-i", str(args.process), "-a", args.addresses]
+    os.execve(argv[0], argv, os.environ | env)
 
 
 def cmd_gateway(s: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
-    from gateway import create_app
-
-    uvicorn.run(create_app(s), host=s.gateway.host, port=s.gateway.port, log_config=None)
+    # Workers share the one listening socket; uvicorn restarts a worker that dies.
+    uvicorn.run(
+        "gateway:from_environment",
+        factory=True,
+        host=s.gateway.host,
+        port=s.gateway.port,
+        workers=s.gateway.workers,
+        log_config=None,
+    )
     return 0
 
 
@@ -195,7 +211,9 @@ def cmd_sql(s: Settings, args: argparse.Namespace) -> int:
 def cmd_up(s: Settings, args: argparse.Namespace) -> int:
     from app import supervisor
 
-    return supervisor.up(s)
+    if args.profile:
+        s = settings.load(profile=args.profile)
+    return supervisor.up(s, servers_only=args.servers_only)
 
 
 def cmd_config(s: Settings, args: argparse.Namespace) -> int:
@@ -215,14 +233,19 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="driftline", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("up", help="run the whole stack in the foreground").set_defaults(fn=cmd_up)
+    u = sub.add_parser("up", help="run the whole stack in the foreground")
+    u.add_argument("--profile", choices=["embedded", "cluster"], help="as DRIFTLINE_PROFILE")
+    u.add_argument(
+        "--servers-only", action="store_true", help="only the broker and the other servers"
+    )
+    u.set_defaults(fn=cmd_up)
 
     c = sub.add_parser("config", help="print the effective configuration")
     c.add_argument("--env", action="store_true", help="as VARIABLE=value lines for a shell")
     c.set_defaults(fn=cmd_config)
 
-    b = sub.add_parser("broker", help="the embedded Kafka broker")
-    b.add_argument("action", choices=["start", "stop", "status"])
+    b = sub.add_parser("broker", help="the Kafka broker")
+    b.add_argument("action", choices=["status", "create-topics"])
     b.set_defaults(fn=cmd_broker)
 
     d = sub.add_parser("data", help="data sets in the lake")
@@ -293,6 +316,10 @@ def parser() -> argparse.ArgumentParser:
     f = sub.add_parser("flow", help="run one flow with recovery on")
     f.add_argument("name", choices=FLOWS)
     f.add_argument("--workers", type=int, default=1, help="Bytewax workers in this process")
+    f.add_argument(
+        "--addresses", help="host:port;host:port... of every process of the flow's cluster"
+    )
+    f.add_argument("--process", type=int, default=0, help="this process's index in --addresses")
     f.set_defaults(fn=cmd_flow)
 
     sub.add_parser("gateway", help="run the HTTP gateway").set_defaults(fn=cmd_gateway)

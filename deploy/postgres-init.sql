@@ -1,2 +1,2 @@
 -- The DuckLake catalog lives beside MLflow's store in the same PostgreSQL server.
-CREATE DATABASE ducklake OWNER driftline;
+CREATE DATABASE lake OWNER driftline;

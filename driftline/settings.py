@@ -56,6 +56,16 @@ class KafkaSettings(Group):
     brokers: str = setting("127.0.0.1:9092", "Kafka bootstrap servers, comma separated.")
     topic_prefix: str = setting("", "Prepended to every topic name (several stacks, one broker).")
     partitions: int = setting(3, "Partitions per topic when driftline creates them.", ge=1)
+    fetch_wait_ms: int = setting(
+        50,
+        "How long the broker may hold a fetch with no data. tansu checks for data after 0, "
+        "1/2, 3/4... of it, so a hop takes about half of it; shorter costs more idle fetches.",
+        ge=1,
+        le=5000,
+    )
+    replication_factor: int = setting(
+        1, "Replicas per partition when driftline creates topics (3 on a Kafka cluster).", ge=1
+    )
 
     @property
     def broker_list(self) -> list[str]:
@@ -82,6 +92,9 @@ class ModelSettings(Group):
     )
     cache_size: int = setting(8, "Model versions a process keeps loaded (LRU).", ge=1)
     refresh_seconds: float = setting(10.0, "How often an alias is re-resolved.", gt=0)
+    bootstrap_sample: int = setting(
+        0, "Rows the first `up` trains its quick models on (0: every row).", ge=0
+    )
 
 
 class LakeSettings(Group):
@@ -100,6 +113,14 @@ class LakeSettings(Group):
     compact_seconds: float = setting(
         300.0, "How often the writer merges small files (0: never).", ge=0
     )
+    writers: int = setting(
+        0,
+        "Lake writer partitions committing at once (0: the profile's; >1 needs PostgreSQL).",
+        ge=0,
+    )
+    s3_endpoint: str = setting("", "host:port of the S3 storage of an s3:// data path.")
+    s3_key_id: str = setting("", "Key id for that storage.")
+    s3_secret: str = setting("", "Secret for that storage.")
 
 
 class GatewaySettings(Group):
@@ -115,6 +136,7 @@ class GatewaySettings(Group):
     result_cache_size: int = setting(
         100_000, "Results kept in memory for GET /inference/{id}.", env="RESULT_CACHE_SIZE", ge=1
     )
+    workers: int = setting(0, "Gateway processes on the one port (0: the profile's).", ge=0)
 
 
 class ABSettings(Group):
@@ -152,6 +174,38 @@ class FlowSettings(Group):
         env="SNAPSHOT_SECONDS",
         gt=0,
     )
+    processes: int = setting(0, "Processes per flow, one Bytewax cluster (0: the profile's).", ge=0)
+    port_base: int = setting(
+        2101, "First port of the flows' cluster addresses (processes > 1).", ge=1024, le=65000
+    )
+
+
+class ServerSettings(Group):
+    """What `driftline up` runs beside the flows and the gateway."""
+
+    profile: Literal["embedded", "cluster"] = setting(
+        "embedded",
+        "embedded: broker on local object storage, SQLite catalog, MLflow files; cluster: "
+        "adds PostgreSQL, an MLflow server, S3 lake files, 2 processes per flow and gateway.",
+    )
+    broker_storage: Literal["disk", "memory"] = setting(
+        "disk", "Where the local broker keeps its log: on disk (the log store) or in memory."
+    )
+    logstore_port: int = setting(9310, "Port of the broker's log store.", ge=1, le=65535)
+    broker_retention_seconds: float = setting(
+        3600.0, "The broker keeps a partition's messages this long...", gt=0
+    )
+    broker_max_batches: int = setting(
+        1000,
+        "...and at most this many produce batches a partition: tansu lists them all on every "
+        "fetch of a consumer behind the end, within the fetch wait.",
+        ge=10,
+    )
+    objectstore_port: int = setting(
+        9300, "Port of the object store for lake files and artifacts (cluster).", ge=1, le=65535
+    )
+    postgres_port: int = setting(5433, "Port of the local PostgreSQL (cluster).", ge=1, le=65535)
+    mlflow_port: int = setting(5050, "Port of the local MLflow server (cluster).", ge=1, le=65535)
 
 
 class MonitorSettings(Group):
@@ -207,6 +261,7 @@ GROUPS: dict[str, type[Group]] = {
     "ab": ABSettings,
     "feedback": FeedbackSettings,
     "flows": FlowSettings,
+    "servers": ServerSettings,
     "monitor": MonitorSettings,
     "alerts": AlertSettings,
 }
@@ -230,6 +285,7 @@ class Settings(BaseModel):
     ab: ABSettings = ABSettings()
     feedback: FeedbackSettings = FeedbackSettings()
     flows: FlowSettings = FlowSettings()
+    servers: ServerSettings = ServerSettings()
     monitor: MonitorSettings = MonitorSettings()
     alerts: AlertSettings = AlertSettings()
 
@@ -302,26 +358,58 @@ def load(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings
         level: dict[str, Any] = (
             {"log_level": str(flat["log_level"]).upper()} if "log_level" in flat else {}
         )
-        return _with_home_defaults(Settings(home=home, **level, **built))
+        return _with_profile_defaults(Settings(home=home, **level, **built))
     except ValidationError as exc:
         raise SettingsError(_readable(exc, None)) from None
 
 
-def _with_home_defaults(s: Settings) -> Settings:
-    """Stores left empty go under `home`, so one folder holds a whole embedded stack."""
-    mlflow = s.mlflow.model_copy(
+LOCAL_S3_CREDENTIAL = "S3RVER"
+"""The key id and secret of the local object store (`servers.objectstore`), fixed by s3rver."""
+
+
+def _with_profile_defaults(s: Settings) -> Settings:
+    """Values left empty (or 0) take the profile's: embedded keeps every store in files under
+    `home`; cluster uses the servers `driftline up --profile cluster` runs on loopback."""
+    servers, cluster = s.servers, s.servers.profile == "cluster"
+    if cluster:
+        mlflow = {"tracking_uri": f"http://127.0.0.1:{servers.mlflow_port}", "artifacts": ""}
+        lake = {
+            "catalog": f"postgres:dbname=lake host=127.0.0.1 port={servers.postgres_port} "
+            "user=postgres",
+            "data_path": "s3://lake/data/",
+            "s3_endpoint": f"127.0.0.1:{servers.objectstore_port}",
+            "s3_key_id": LOCAL_S3_CREDENTIAL,
+            "s3_secret": LOCAL_S3_CREDENTIAL,
+        }
+    else:
+        mlflow = {
+            "tracking_uri": f"sqlite:///{s.home / 'mlflow' / 'mlflow.db'}",
+            "artifacts": str(s.home / "mlflow" / "artifacts"),
+        }
+        lake = {
+            "catalog": f"sqlite:{s.home / 'lake' / 'catalog.sqlite'}",
+            "data_path": f"{s.home / 'lake' / 'data'}/",
+        }
+    processes = 2 if cluster else 1
+
+    def fill(group: Group, defaults: dict[str, Any]) -> Any:
+        empty = {k: v for k, v in defaults.items() if not getattr(group, k)}
+        return group.model_copy(update=empty)
+
+    resolved = s.model_copy(
         update={
-            "tracking_uri": s.mlflow.tracking_uri or f"sqlite:///{s.home / 'mlflow' / 'mlflow.db'}",
-            "artifacts": s.mlflow.artifacts or str(s.home / "mlflow" / "artifacts"),
+            "mlflow": fill(s.mlflow, mlflow),
+            "lake": fill(s.lake, lake | {"writers": processes}),
+            "flows": fill(s.flows, {"processes": processes}),
+            "gateway": fill(s.gateway, {"workers": processes}),
         }
     )
-    lake = s.lake.model_copy(
-        update={
-            "catalog": s.lake.catalog or f"sqlite:{s.home / 'lake' / 'catalog.sqlite'}",
-            "data_path": s.lake.data_path or f"{s.home / 'lake' / 'data'}/",
-        }
-    )
-    return s.model_copy(update={"mlflow": mlflow, "lake": lake})
+    if resolved.lake.writers > 1 and not resolved.lake.catalog.startswith("postgres:"):
+        raise SettingsError(
+            f"{LakeSettings.env_name('writers')}: {resolved.lake.writers} writers need a "
+            f"PostgreSQL catalog ({LakeSettings.env_name('catalog')}); SQLite takes one committer"
+        )
+    return resolved
 
 
 def _readable(exc: ValidationError, group: type[Group] | None) -> str:

@@ -5,15 +5,20 @@
 Rows are collected per table until `DRIFTLINE_LAKE_BATCH_SIZE` rows or
 `DRIFTLINE_LAKE_BATCH_SECONDS` seconds, whichever comes first, then written in one commit. The
 writer de-duplicates on each table's key, so the replay after a crash (Bytewax recovery
-re-reads about one snapshot interval) never adds a row twice. All batches go through one sink
-partition: a SQLite catalog takes one committing process at a time. Every
-`DRIFTLINE_LAKE_COMPACT_SECONDS` that partition also merges the small files the batches leave
-(`lakehouse.maintenance`). The lake and its tables are created when the sink starts, so readers
-can query them before any data arrives.
+re-reads about one snapshot interval) never adds a row twice.
+
+Rows go to `DRIFTLINE_LAKE_WRITERS` sink partitions (writers), each with its own connection and
+commits, spread over the workers and processes of the flow's cluster. A row's writer is a hash
+of its key, so two copies of one row always meet in one writer, where the de-duplication sees
+them. A SQLite catalog takes one committing process at a time, so it gets one writer; a
+PostgreSQL catalog takes several. Every `DRIFTLINE_LAKE_COMPACT_SECONDS` the first writer also
+merges the small files the batches leave (`lakehouse.maintenance`). The lake and its tables are
+created when the sink starts, so readers can query them before any data arrives.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -53,11 +58,23 @@ def to_row(parsed: Parsed) -> tuple[str, Row] | None:
     return table.name, table.row(message)
 
 
+def writer_of(table: str, row: Row, writers: int) -> int:
+    """The writer a row goes to: a stable hash of its table and key, the same in every process.
+
+    >>> writer_of("inferences", {"inference_id": "a"}, 1)
+    0
+    >>> len({writer_of("inferences", {"inference_id": str(i)}, 2) for i in range(20)})
+    2
+    """
+    key = repr([table, *(row[c] for c in TABLES[table].key)]).encode()
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") % writers
+
+
 class _LakePartition(StatefulSinkPartition[Batch, None]):
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, compacts: bool) -> None:
         self._con = lakehouse.connect(settings.lake)
         lakehouse.ensure_schema(self._con)
-        self._compact_every = settings.lake.compact_seconds
+        self._compact_every = settings.lake.compact_seconds if compacts else 0.0
         self._compacted_at = time.monotonic()
 
     def write_batch(self, values: list[Batch]) -> None:
@@ -80,16 +97,16 @@ class _LakePartition(StatefulSinkPartition[Batch, None]):
 
 
 class LakeSink(FixedPartitionedSink[Batch, None]):
-    """One partition, so exactly one worker commits to the catalog."""
+    """One partition per writer; Bytewax spreads them over the cluster's workers."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
 
     def list_parts(self) -> list[str]:
-        return ["lake"]
+        return [f"writer-{i}" for i in range(self._settings.lake.writers)]
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _LakePartition:
-        return _LakePartition(self._settings)
+        return _LakePartition(self._settings, compacts=for_part == "writer-0")
 
 
 def not_from_deadletter_topic(settings: Settings) -> Callable[[DeadLetter], bool]:
@@ -103,14 +120,24 @@ def build(settings: Settings) -> Dataflow:
     flow = Dataflow("lakewriter")
     parsed, dead = consume(flow, settings, TOPICS)
     rows = op.filter_map("to_row", parsed, to_row)
+    writers = settings.lake.writers
+
+    def writer_and_table(table_row: tuple[str, Row]) -> str:
+        table, row = table_row
+        return f"writer-{writer_of(table, row, writers)}/{table}"
+
     batches = op.collect(
         "batch",
-        op.key_on("by_table", rows, lambda table_row: table_row[0]),
+        op.key_on("by_writer_and_table", rows, writer_and_table),
         timeout=timedelta(seconds=settings.lake.batch_seconds),
         max_size=settings.lake.batch_size,
     )
-    tagged = op.map("tag", batches, lambda kv: ("lake", (kv[0], [row for _, row in kv[1]])))
-    op.output("lake", tagged, LakeSink(settings))
+
+    def to_writer(kv: tuple[str, list[tuple[str, Row]]]) -> tuple[str, Batch]:
+        writer, table = kv[0].split("/")
+        return writer, (table, [row for _, row in kv[1]])
+
+    op.output("lake", op.map("to_writer", batches, to_writer), LakeSink(settings))
     dead = op.filter("not_looping", dead, not_from_deadletter_topic(settings))
     publish("dead", op.map("dead_out", dead, to_deadletter), settings)
     return flow

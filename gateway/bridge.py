@@ -24,6 +24,13 @@ from driftline.topics import RESULTS, InferenceResult, Message, Topic, decode, m
 log = logging.getLogger(__name__)
 
 
+_BROKEN_PRODUCER = {
+    KafkaError.PRODUCER_FENCED,
+    KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER,
+    KafkaError.UNKNOWN_PRODUCER_ID,
+}
+
+
 class BrokerUnavailable(RuntimeError):
     """The broker did not acknowledge a message in time."""
 
@@ -54,12 +61,15 @@ class KafkaBridge:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._all_brokers_down = False
-        timeout_ms = int(settings.gateway.publish_timeout * 1000)
-        self._producer = Producer(
-            producer_config(settings)
+        self._producer = self._new_producer()
+        self._consumer: Consumer | None = None
+
+    def _new_producer(self) -> Producer:
+        timeout_ms = int(self._settings.gateway.publish_timeout * 1000)
+        return Producer(
+            producer_config(self._settings)
             | {"message.timeout.ms": timeout_ms, "error_cb": self._on_client_error}
         )
-        self._consumer: Consumer | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -100,6 +110,14 @@ class KafkaBridge:
         if error.code() == KafkaError._ALL_BROKERS_DOWN:
             self._all_brokers_down = True
         log.warning("kafka client error", extra={"error": str(error)})
+        self._replace_if_broken(error)
+
+    def _replace_if_broken(self, error: KafkaError) -> None:
+        """An idempotent producer that lost its sequence with the broker (a broker restart or a
+        storage outage can do that) refuses every later message: start over with a new one."""
+        if error.fatal() or error.code() in _BROKEN_PRODUCER:
+            log.warning("replacing the producer", extra={"error": str(error)})
+            self._producer = self._new_producer()
 
     def _poll_producer(self) -> None:
         while not self._stop.is_set():
@@ -113,6 +131,8 @@ class KafkaBridge:
         acked: asyncio.Future[None] = loop.create_future()
 
         def on_delivery(error: KafkaError | None, _msg: object) -> None:
+            if error is not None:
+                self._replace_if_broken(error)
             loop.call_soon_threadsafe(_settle, acked, error)
 
         try:
@@ -122,7 +142,10 @@ class KafkaBridge:
                 value=message.to_json(),
                 on_delivery=on_delivery,
             )
-        except (BufferError, KafkaException) as exc:
+        except KafkaException as exc:
+            self._replace_if_broken(exc.args[0])
+            raise BrokerUnavailable(f"could not queue the message: {exc}") from exc
+        except BufferError as exc:
             raise BrokerUnavailable(f"could not queue the message: {exc}") from exc
         try:
             await asyncio.wait_for(acked, self._settings.gateway.publish_timeout + 1.0)

@@ -60,6 +60,13 @@ def connect(lake: LakeSettings, read_only: bool = False) -> duckdb.DuckDBPyConne
     )
     for package, name in _EXTENSIONS:
         con.execute(f"LOAD '{extension_path(package, name)}'")
+    if lake.s3_endpoint:
+        # Path-style URLs over plain HTTP: the S3-compatible storage of a one-machine stack.
+        con.execute(
+            "CREATE SECRET lake_s3 (TYPE s3, KEY_ID ?, SECRET ?, ENDPOINT ?, URL_STYLE 'path', "
+            "USE_SSL false, REGION 'us-east-1')",
+            [lake.s3_key_id, lake.s3_secret, lake.s3_endpoint],
+        )
     con.execute(_attach_sql(lake, read_only))
     if not read_only and lake.catalog.startswith("sqlite:"):
         # The catalog holds the Parquet keys and plain-text min/max statistics of every column

@@ -31,8 +31,8 @@ def configure(settings: Settings) -> None:
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     if mlflow.get_experiment_by_name(settings.mlflow.experiment) is None:
-        location = settings.mlflow.artifacts
-        if "://" not in location:
+        location: str | None = settings.mlflow.artifacts or None  # None: the server's own
+        if location is not None and "://" not in location:
             Path(location).mkdir(parents=True, exist_ok=True)
             location = Path(location).resolve().as_uri()
         mlflow.create_experiment(settings.mlflow.experiment, artifact_location=location)

@@ -1,12 +1,17 @@
-"""Real parts, started for the test session: a tansu broker, a sqlite MLflow store with a model
-trained on a sample, DuckLake files, the flows as `python -m bytewax.run` processes, and the
-gateway as a uvicorn server. Everything lives in a temporary folder on free ports.
+"""Real parts, started for the test session the way a person starts them: `driftline up`, in a
+temporary folder on free ports, after a model is trained on a sample. The supervisor runs the
+broker and its storage, the flows as `python -m bytewax.run` processes and the gateway; tests
+find its processes in `<home>/run/stack.json`, kill them, and watch the supervisor restart them.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +21,6 @@ import httpx
 import pytest
 
 from app import supervisor
-from broker import embedded
 from driftline import settings
 from driftline.settings import Settings
 
@@ -47,6 +51,11 @@ def make_settings(home: Path, **overrides: Any) -> Settings:
         "home": home,
         "brokers": f"127.0.0.1:{free_port()}",
         "gateway_port": free_port(),
+        "logstore_port": free_port(),
+        "objectstore_port": free_port(),
+        "postgres_port": free_port(),
+        "mlflow_port": free_port(),
+        "flow_port_base": free_port(),
         "lake_batch_seconds": 0.3,
         "lake_batch_size": 200,
         "lake_compact_seconds": 5.0,  # compaction runs beside readers and the kill -9 test
@@ -57,49 +66,91 @@ def make_settings(home: Path, **overrides: Any) -> Settings:
         "monitor_lateness_seconds": 3.0,
         "monitor_idle_seconds": 10.0,  # windows of a model that stops getting traffic close
     }
-    return settings.load(**(values | overrides))
+    return settings.load({}, **(values | overrides))
 
 
 class Stack:
-    """Handles on the running processes, for tests that kill and restart them."""
+    """A running `driftline up`, and handles on the processes it supervises."""
 
     def __init__(self, s: Settings) -> None:
         self.settings = s
-        env = os.environ | s.to_env()
-        self.children = {c.name: c for c in supervisor.children(s)}
-        for child in self.children.values():
-            child.env = child.env | env
+        self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return self.settings.gateway_url
 
-    def start(self) -> None:
-        for child in self.children.values():
-            child.start()
-        supervisor.wait_ready(self.settings, timeout=90)
-        supervisor.wait_lake(self.settings)
+    def start(self, *args: str, timeout: float = 240) -> None:
+        log = (self.settings.home / "up.log").open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "up", *args],
+            env=os.environ | self.settings.to_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            supervisor.wait_ready(self.settings, timeout=timeout)
+            supervisor.wait_lake(self.settings, timeout=timeout)
+        except TimeoutError:
+            self.stop()
+            raise
 
     def stop(self) -> None:
-        for child in self.children.values():
-            child.stop()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+    def state(self) -> dict[str, Any]:
+        return dict(json.loads(supervisor.state_file(self.settings).read_text()))
+
+    def pids(self, unit: str) -> dict[str, int]:
+        """The live processes of `unit` (a flow, `gateway`, `broker`, ...) by name."""
+        return dict(self.state()["units"][unit]["processes"])
+
+    def kill(self, unit: str, process: str | None = None) -> int:
+        """SIGKILL one process of `unit` (its first by default); returns its pid."""
+        pids = self.pids(unit)
+        pid = pids[process] if process else next(iter(pids.values()))
+        os.kill(pid, signal.SIGKILL)
+        return pid
+
+    def wait_restarted(self, unit: str, killed: int, timeout: float = 90) -> None:
+        """Until the supervisor has `unit` running again, without the killed process."""
+
+        def restarted() -> bool:
+            state = self.state()["units"][unit]
+            pids = set(state["processes"].values())
+            return bool(pids) and killed not in pids and all(_alive(p) for p in pids)
+
+        wait_until(restarted, timeout=timeout, every=0.2)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
 
 
 @pytest.fixture(scope="session")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """The whole stack, up and ready, for the session."""
+    """The whole embedded stack, up and ready, for the session."""
     from models import train
 
     s = make_settings(tmp_path_factory.mktemp("driftline"))
-    embedded.start(s)
     train.train(s, sample=2000, only=train.QUICK)  # the TF-IDF pair: a few seconds
     running = Stack(s)
+    running.start()
     try:
-        running.start()
         yield running
     finally:
         running.stop()
-        embedded.stop(s)
 
 
 @pytest.fixture()

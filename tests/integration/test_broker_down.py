@@ -1,4 +1,5 @@
-"""With the broker gone, the gateway answers 503 quickly instead of hanging."""
+"""With the broker gone (and no supervisor to bring it back), the gateway answers 503 quickly
+instead of hanging."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from broker import embedded
-from tests.integration.conftest import Stack, make_settings, wait_until
+from app.supervisor import Process
+from app.topology import Spec, child_environment, gateway_spec
+from broker.clients import ensure_topics, wait_for_broker
+from servers import tansu
+from tests.integration.conftest import make_settings, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -23,15 +27,19 @@ def _health(url: str) -> bool:
 
 
 def test_gateway_answers_503_quickly_when_the_broker_is_down(tmp_path: Path) -> None:
-    s = make_settings(tmp_path, publish_timeout=1.0)
-    embedded.start(s)
-    gateway = Stack(s).children["gateway"]
-    gateway.env = gateway.env | {"DRIFTLINE_PUBLISH_TIMEOUT": "1.0"}
-    gateway.start()
-    url = f"http://127.0.0.1:{s.gateway.port}"
+    s = make_settings(tmp_path, publish_timeout=1.0, broker_storage="memory")
+    recipe = tansu.recipe(s.kafka.brokers, "memory", s.servers.logstore_port)
+    env = child_environment(s)
+    broker = Process(Spec(recipe.name, recipe.argv), env, tmp_path / "broker.log")
+    gateway = Process(gateway_spec(), env, tmp_path / "gateway.log")
+    url = s.gateway_url
     try:
-        wait_until(lambda: _health(url), timeout=30)
-        embedded.stop(s)
+        broker.start()
+        wait_for_broker(s)
+        ensure_topics(s)
+        gateway.start()
+        wait_until(lambda: _health(url), timeout=60)
+        broker.stop()
         requests = [
             ("POST", {"data": "anyone there?"}),
             ("PATCH", {"inference_id": str(uuid.uuid4()), "feedback": 1.0}),
@@ -49,4 +57,4 @@ def test_gateway_answers_503_quickly_when_the_broker_is_down(tmp_path: Path) -> 
         assert ready.json()["broker"] is False
     finally:
         gateway.stop()
-        embedded.stop(s)
+        broker.stop()

@@ -45,10 +45,8 @@ def test_kill_9_of_the_feedback_flow_loses_nothing_and_counts_nothing_twice(
     send(ROUNDS[0])
     wait_until(lambda: last_labeled(1), timeout=30)
 
-    feedback_flow = live.children["feedback"]
-    feedback_flow.proc.kill()  # SIGKILL, right after its output: the replay covers round 1
-    feedback_flow.proc.wait()
-    send(ROUNDS[1])  # while it is down
+    killed = live.kill("feedback")  # right after its output: the replay covers round 1
+    send(ROUNDS[1])  # while it is down, or restarting
     producer = Producer(producer_config(s))
     for answer in accepted[ROUNDS[0]]:  # round 1 re-delivered: same feedback ids
         again = Feedback(
@@ -59,7 +57,7 @@ def test_kill_9_of_the_feedback_flow_loses_nothing_and_counts_nothing_twice(
         )
         producer.produce(FEEDBACK.name(s.kafka), again.to_json(), message_key(FEEDBACK, again))
     producer.flush(10)
-    feedback_flow.start()
+    live.wait_restarted("feedback", killed)  # by the supervisor, not by the test
     send(ROUNDS[2])
 
     last = wait_until(lambda: last_labeled(3), timeout=60)

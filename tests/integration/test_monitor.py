@@ -6,8 +6,6 @@ takes about half a minute of real event time.
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 import uuid
 from collections.abc import Sequence
@@ -129,19 +127,16 @@ def test_out_of_domain_texts_raise_feature_and_prediction_drift_and_an_alert(liv
 def test_monitor_resumes_after_kill_9_and_counts_every_result_once(live: Stack) -> None:
     """Every window reported around a `kill -9` holds exactly the results of its time range."""
     s = live.settings
-    monitor = live.children["monitor"]
     producer = Producer(producer_config(s))
     tweets = sentiment_binary()["text"].sample(700, random_state=2).tolist()
     started = utc_now()
     send(s, producer, tweets[:250], seconds=5)
     wait_until(lambda: any(r.window_end > started for r in reports(s)), timeout=20)
     time.sleep(2 * s.flows.snapshot_seconds)  # a snapshot holds some of the window
-    assert monitor.proc is not None
-    os.kill(monitor.proc.pid, signal.SIGKILL)
-    monitor.proc.wait()
+    killed_pid = live.kill("monitor")
     killed = utc_now()
-    send(s, producer, tweets[250:450], seconds=4)  # queued in Kafka while the monitor is down
-    monitor.start()
+    send(s, producer, tweets[250:450], seconds=4)  # queued in Kafka while the monitor restarts
+    live.wait_restarted("monitor", killed_pid)
     send(s, producer, tweets[450:], seconds=5)
     last_end = utc_now().timestamp() - s.monitor.lateness_seconds - s.monitor.slide_seconds
 

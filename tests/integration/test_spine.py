@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -203,11 +202,10 @@ def test_feedback_that_arrives_before_its_inference_is_not_lost(live: Stack) -> 
 @pytest.mark.slow
 def test_kill_9_of_the_lake_writer_mid_stream_loses_and_duplicates_nothing(live: Stack) -> None:
     s = live.settings
-    writer = live.children["lakewriter"]
     batch = uuid.uuid4().hex
     ids = [uuid.uuid4() for _ in range(3000)]
     producer = Producer(producer_config(s))
-    killed = False
+    killed = 0
     for i, inference_id in enumerate(ids):
         producer.produce(
             RESULTS.name(s.kafka),
@@ -226,13 +224,10 @@ def test_kill_9_of_the_lake_writer_mid_stream_loses_and_duplicates_nothing(live:
                 timeout=20,
                 every=0.05,
             )
-            assert writer.proc is not None
-            os.kill(writer.proc.pid, signal.SIGKILL)
-            writer.proc.wait()
-            killed = True
+            killed = live.kill("lakewriter")
     producer.flush(5)
     assert killed
-    writer.start()
+    live.wait_restarted("lakewriter", killed)  # the supervisor starts it again
 
     def complete() -> tuple | None:
         row = lake_rows(
@@ -252,6 +247,7 @@ def test_kill_9_of_the_lake_writer_mid_stream_loses_and_duplicates_nothing(live:
 
 
 def test_sql_cli_reads_the_lake_while_the_writer_runs(live: Stack, client: httpx.Client) -> None:
+    writer = live.pids("lakewriter")
     inference_id = client.post("/inference", json={"data": "query me"}).json()["inference_id"]
     env = os.environ | {"DRIFTLINE_HOME": str(live.settings.home)}
     query = f"select * from inferences_with_feedback where inference_id = '{inference_id}'"
@@ -268,7 +264,7 @@ def test_sql_cli_reads_the_lake_while_the_writer_runs(live: Stack, client: httpx
 
     table = wait_until(shown, timeout=30, every=1.0)
     assert "query me" in table
-    assert live.children["lakewriter"].proc.poll() is None  # the writer kept running
+    assert live.pids("lakewriter") == writer  # the writer kept running
 
 
 def test_kcat_tails_the_results_topic(live: Stack, client: httpx.Client) -> None:

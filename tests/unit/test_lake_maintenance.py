@@ -83,7 +83,7 @@ def test_the_lake_writer_compacts_every_interval(tmp_path: Path) -> None:
     writer = lakehouse.connect(s.lake)
     lakehouse.ensure_schema(writer)
     writer.close()
-    partition = _LakePartition(s)
+    partition = _LakePartition(s, compacts=True)
     for _ in range(3):
         rows = [INFERENCES.row(make_result()) for _ in range(4)]
         partition.write_batch([(INFERENCES.name, rows)])

@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 LINT_IMPORTS = str(Path(sys.executable).with_name("lint-imports"))
-PACKAGES = ("driftline", "broker", "lakehouse", "models", "flows", "gateway", "app")
+PACKAGES = ("driftline", "broker", "servers", "lakehouse", "models", "flows", "gateway", "app")
 
 
 def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:

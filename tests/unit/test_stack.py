@@ -14,11 +14,12 @@ import pytest
 PARENT = """
 import sys, time
 from pathlib import Path
-from app.supervisor import Child
+from app.supervisor import Process
+from app.topology import Spec
 sleep = [sys.executable, "-c", "import time; time.sleep(60)"]
-child = Child("sleeper", sleep, {}, Path(sys.argv[1]))
+child = Process(Spec("sleeper", sleep), {}, Path(sys.argv[1]))
 child.start()
-print(child.proc.pid, flush=True)
+print(child.pid, flush=True)
 time.sleep(60)
 """
 

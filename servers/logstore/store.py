@@ -1,0 +1,361 @@
+"""The log store's objects on local disk, with a sorted in-memory index and retention.
+
+Each object is one file whose first line is a JSON header (ETag, LastModified) and whose rest
+is the body. A write goes to a temporary file in the same folder and is renamed over the old
+one, so a `kill -9` at any moment leaves either the old or the new object, header and body
+together. The index (sorted keys per bucket) is rebuilt at start by walking the folders, which
+keeps listings to a bisect and a slice instead of a directory walk per request.
+
+Keys map to paths segment by segment: folder names are percent-encoded with `.` encoded too,
+and file names are the encoded last segment plus `.s3o`, so a folder never has a dot and a
+file always has one. `a/b` and `a/b/c` can both exist, and `.`, `..` or empty segments are safe.
+
+>>> store_path("clusters/c/records/00000000000000000001.batch")
+'clusters/c/records/00000000000000000001.batch.s3o'
+>>> store_path("a.b/../c/")
+'a%2Eb/%2E%2E/c/.s3o'
+"""
+
+from __future__ import annotations
+
+import bisect
+import errno
+import hashlib
+import json
+import logging
+import os
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote, unquote
+
+log = logging.getLogger(__name__)
+
+MAX_KEYS = 1000
+SUFFIX = ".s3o"
+TEMP_SUFFIX = ".tmp"
+BATCH = re.compile(r"(?P<partition>.*/partitions/[^/]+/records/)[^/]+\.batch")
+"""tansu's batch objects: `clusters/<c>/topics/<t>/partitions/<p10>/records/<offset20>.batch`."""
+
+
+class StoreError(Exception):
+    """An S3 error: `code` and `status` are what S3 answers for it."""
+
+    code = "InternalError"
+    status = 500
+    description = "We encountered an internal error."
+
+    def __init__(self, subject: str) -> None:
+        super().__init__(f"{self.description} ({subject})")
+
+
+class NoSuchBucket(StoreError):
+    code, status, description = "NoSuchBucket", 404, "The specified bucket does not exist."
+
+
+class NoSuchKey(StoreError):
+    code, status, description = "NoSuchKey", 404, "The specified key does not exist."
+
+
+class PreconditionFailed(StoreError):
+    code, status = "PreconditionFailed", 412
+    description = "At least one of the preconditions you specified did not hold."
+
+
+class KeyTooLong(StoreError):
+    code, status, description = "KeyTooLongError", 400, "Your key is too long."
+
+
+@dataclass(frozen=True)
+class Meta:
+    size: int
+    etag: str
+    """Quoted, as in the `ETag` header."""
+    modified_ms: int
+    """Milliseconds since the epoch, strictly increasing with every write to the store."""
+
+
+@dataclass
+class Listing:
+    contents: list[tuple[str, Meta]] = field(default_factory=list)
+    prefixes: list[str] = field(default_factory=list)
+    next_start: str | None = None
+    """Where the next page starts (inclusive), or None when this page is the last."""
+
+
+def store_path(key: str) -> str:
+    """The file of `key`, relative to its bucket's folder (see the module docstring)."""
+    *folders, name = key.split("/")
+    dirs = [quote(part, safe="").replace(".", "%2E") or "%" for part in folders]
+    return "/".join([*dirs, quote(name, safe="") + SUFFIX])
+
+
+def key_of(path: str) -> str:
+    """The inverse of `store_path`.
+
+    >>> key_of(store_path("a.b/../%/c/")) == "a.b/../%/c/"
+    True
+    """
+    *dirs, name = path.split("/")
+    folders = ["" if part == "%" else unquote(part) for part in dirs]
+    return "/".join([*folders, unquote(name.removesuffix(SUFFIX))])
+
+
+def etag_matches(condition: str, etag: str) -> bool:
+    """Whether an `If-Match`/`If-None-Match` value (`*` or a list of ETags) names `etag`.
+
+    >>> etag_matches('"a", W/"b"', '"b"'), etag_matches("*", '"c"'), etag_matches('"a"', '"c"')
+    (True, True, False)
+    """
+    tags = [tag.strip().removeprefix("W/") for tag in condition.split(",")]
+    return "*" in tags or etag in tags
+
+
+def after(prefix: str) -> str:
+    """The first string after all those that start with `prefix` (not empty).
+
+    >>> after("records/")
+    'records0'
+    """
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+class LogStore:
+    """Buckets of objects under `root`, safe to use from several threads."""
+
+    def __init__(
+        self,
+        root: Path,
+        buckets: Iterable[str],
+        *,
+        fsync: bool = False,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.root = root
+        self.fsync = fsync
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._keys: dict[str, list[str]] = {}
+        self._meta: dict[str, dict[str, Meta]] = {}
+        self._partitions: dict[str, set[str]] = {}
+        self._clock_file = root / ".clock"
+        root.mkdir(parents=True, exist_ok=True)
+        for stale in root.glob(f"*{TEMP_SUFFIX}"):
+            stale.unlink()
+        self._last_ms = int(self._clock_file.read_text()) if self._clock_file.exists() else 0
+        for bucket in buckets:
+            self._load(bucket)
+
+    def _load(self, bucket: str) -> None:
+        folder = self.root / bucket
+        folder.mkdir(parents=True, exist_ok=True)
+        meta: dict[str, Meta] = {}
+        for dirpath, _, files in os.walk(folder):
+            for name in files:
+                path = Path(dirpath, name)
+                if not name.endswith(SUFFIX):
+                    if name.endswith(TEMP_SUFFIX):  # a write cut short by a kill
+                        path.unlink()
+                    continue
+                with path.open("rb") as file:
+                    header = file.readline()
+                info = json.loads(header)
+                size = path.stat().st_size - len(header)
+                key = key_of(path.relative_to(folder).as_posix())
+                meta[key] = Meta(size, info["etag"], info["modified_ms"])
+                self._last_ms = max(self._last_ms, info["modified_ms"])
+        self._meta[bucket] = meta
+        self._keys[bucket] = sorted(meta)
+        self._partitions[bucket] = {m["partition"] for k in meta if (m := BATCH.fullmatch(k))}
+        log.info("bucket %s: %d objects", bucket, len(meta))
+
+    def _bucket(self, bucket: str) -> dict[str, Meta]:
+        try:
+            return self._meta[bucket]
+        except KeyError:
+            raise NoSuchBucket(bucket) from None
+
+    def put(
+        self,
+        bucket: str,
+        key: str,
+        body: bytes,
+        *,
+        if_match: str | None = None,
+        if_none_match: str | None = None,
+    ) -> Meta:
+        """Store `body`; with a condition, check it and write as one step (412 otherwise)."""
+        etag = f'"{hashlib.md5(body, usedforsecurity=False).hexdigest()}"'
+        with self._lock:
+            objects = self._bucket(bucket)
+            current = objects.get(key)
+            if if_none_match is not None and current and etag_matches(if_none_match, current.etag):
+                raise PreconditionFailed(key)
+            if if_match is not None and not (current and etag_matches(if_match, current.etag)):
+                raise PreconditionFailed(key)
+            self._last_ms = max(int(self.clock() * 1000), self._last_ms + 1)
+            meta = Meta(len(body), etag, self._last_ms)
+            header = json.dumps({"etag": etag, "modified_ms": meta.modified_ms}).encode() + b"\n"
+            try:
+                self._write(self.root / bucket / store_path(key), header + body)
+            except OSError as error:
+                if error.errno == errno.ENAMETOOLONG:
+                    raise KeyTooLong(key) from error
+                raise
+            if current is None:
+                bisect.insort(self._keys[bucket], key)
+                if match := BATCH.fullmatch(key):
+                    self._partitions[bucket].add(match["partition"])
+            objects[key] = meta
+            return meta
+
+    def _write(self, path: Path, data: bytes) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp = path.parent / f".{uuid.uuid4().hex}{TEMP_SUFFIX}"
+        with temp.open("wb") as file:
+            file.write(data)
+            if self.fsync:
+                os.fsync(file.fileno())
+        os.replace(temp, path)
+
+    def _object(self, bucket: str, key: str) -> Meta:
+        try:
+            return self._bucket(bucket)[key]
+        except KeyError:
+            raise NoSuchKey(key) from None
+
+    def head(self, bucket: str, key: str) -> Meta:
+        with self._lock:
+            return self._object(bucket, key)
+
+    def get(self, bucket: str, key: str) -> tuple[Meta, bytes]:
+        """The object's metadata and body."""
+        with self._lock:
+            meta = self._object(bucket, key)
+            data = (self.root / bucket / store_path(key)).read_bytes()
+        return meta, data[data.index(b"\n") + 1 :]
+
+    def list_objects(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        delimiter: str = "",
+        start: str = "",
+        max_keys: int = MAX_KEYS,
+    ) -> Listing:
+        """One ListObjectsV2 page: keys from `start` (inclusive) in order, folded at `delimiter`."""
+        with self._lock:
+            objects = self._bucket(bucket)
+            keys = self._keys[bucket]
+            page = Listing()
+            at = bisect.bisect_left(keys, max(prefix, start))
+            while at < len(keys) and keys[at].startswith(prefix):
+                key = keys[at]
+                if len(page.contents) + len(page.prefixes) == max_keys:
+                    page.next_start = key
+                    break
+                cut = key.find(delimiter, len(prefix)) if delimiter else -1
+                if cut < 0:
+                    page.contents.append((key, objects[key]))
+                    at += 1
+                    continue
+                folded = key[: cut + len(delimiter)]
+                page.prefixes.append(folded)
+                at = bisect.bisect_left(keys, after(folded), at)
+            return page
+
+    def delete_many(self, bucket: str, keys: Iterable[str]) -> None:
+        """Delete the keys that exist; like S3, missing keys are not an error."""
+        with self._lock:
+            self._delete(bucket, keys)
+
+    def _delete(self, bucket: str, keys: Iterable[str]) -> None:
+        objects = self._bucket(bucket)
+        sorted_keys = self._keys[bucket]
+        folder = self.root / bucket
+        removed = False
+        for key in keys:
+            if objects.pop(key, None) is None:
+                continue
+            del sorted_keys[bisect.bisect_left(sorted_keys, key)]
+            path = folder / store_path(key)
+            path.unlink()
+            self._prune(path.parent, folder)
+            removed = True
+        if removed:  # the newest LastModified may have gone with them: keep it for a restart
+            self._write(self._clock_file, str(self._last_ms).encode())
+
+    @staticmethod
+    def _prune(folder: Path, top: Path) -> None:
+        """Remove `folder` and its parents up to `top` while they are empty."""
+        while folder != top:
+            try:
+                folder.rmdir()
+            except OSError:  # not empty
+                return
+            folder = folder.parent
+
+    def expire(
+        self, retention_seconds: float | None, max_batches: int | None, *, limit: int = 5000
+    ) -> int:
+        """Delete the oldest `.batch` objects of every partition, as Kafka retention would.
+
+        A partition keeps its newest `max_batches` batches and those younger than
+        `retention_seconds`, and always its newest one (tansu reads the log end from it). Only
+        a leading run of batches is deleted, so the log never gets holes; `watermark.json`,
+        `meta.json`, offsets and groups are never touched. At most `limit` objects go per call,
+        so one call never blocks the server for long. Returns how many were deleted.
+        """
+        deleted = 0
+        horizon_ms = None
+        if retention_seconds is not None:
+            horizon_ms = (self.clock() - retention_seconds) * 1000
+        with self._lock:
+            partitions = [(b, p) for b, found in self._partitions.items() for p in sorted(found)]
+        for bucket, partition in partitions:
+            with self._lock:
+                if not self._may_expire(bucket, partition, horizon_ms, max_batches):
+                    continue
+                batches = self._batches(bucket, partition)
+                count = max(0, len(batches) - max_batches) if max_batches is not None else 0
+                if horizon_ms is not None:
+                    while count < len(batches) and batches[count][1].modified_ms < horizon_ms:
+                        count += 1
+                count = min(count, len(batches) - 1, limit - deleted)
+                if count > 0:
+                    self._delete(bucket, [key for key, _ in batches[:count]])
+                    deleted += count
+        return deleted
+
+    def _may_expire(
+        self, bucket: str, partition: str, horizon_ms: float | None, max_batches: int | None
+    ) -> bool:
+        """A quick test, two bisects, that rules out most partitions on most passes."""
+        keys = self._keys[bucket]
+        low = bisect.bisect_left(keys, partition)
+        high = bisect.bisect_left(keys, after(partition), low)
+        if low == high:
+            return False
+        if max_batches is not None and high - low > max_batches:
+            return True
+        if horizon_ms is None:
+            return False
+        first = keys[low]  # the oldest batch, unless something else sorts first
+        return not first.endswith(".batch") or self._meta[bucket][first].modified_ms < horizon_ms
+
+    def _batches(self, bucket: str, partition: str) -> list[tuple[str, Meta]]:
+        """The batches under `partition` (a `.../records/` prefix), oldest offset first."""
+        keys = self._keys[bucket]
+        objects = self._meta[bucket]
+        low = bisect.bisect_left(keys, partition)
+        high = bisect.bisect_left(keys, after(partition), low)
+        return [
+            (key, objects[key])
+            for key in keys[low:high]
+            if key.endswith(".batch") and "/" not in key[len(partition) :]
+        ]

