@@ -55,6 +55,17 @@ def cmd_broker(s: Settings, args: argparse.Namespace) -> int:
 def cmd_train(s: Settings, args: argparse.Namespace) -> int:
     from models import train
 
+    if args.bootstrap:
+        from models import registry
+
+        served, alias = s.models.default_model, s.models.default_alias
+        if registry.alias_version(s, served, alias) is not None:
+            return 0
+        quick = sorted({served, *train.QUICK})
+        print(f"No {served}@{alias} yet: training {quick}...", flush=True)
+        for model in train.train(s, only=quick, sample=s.models.bootstrap_sample or None):
+            print(f"Registered {model.name} v{model.version} in {model.seconds:.0f}s", flush=True)
+        return 0
     trained = train.train(
         s,
         sample=args.sample,
@@ -260,6 +271,11 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--algorithm", nargs="+", choices=["logreg", "xgboost"])
     t.add_argument("--features", nargs="+", choices=["tfidf", "embeddings"])
     t.add_argument("--quiet", action="store_true", help="no line per grid-search fit")
+    t.add_argument(
+        "--bootstrap",
+        action="store_true",
+        help="only if the served model's alias is missing: the quick models (what `up` runs)",
+    )
     t.set_defaults(fn=cmd_train)
 
     from app.simulate import Options

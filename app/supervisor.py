@@ -16,6 +16,7 @@ Ctrl-C or SIGTERM stops everything, the servers last. Children get SIGTERM if `u
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import logging
 import os
@@ -47,14 +48,16 @@ class Broken(RuntimeError):
     """A unit keeps dying: the supervisor gives up rather than loop."""
 
 
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
+"""Resolved here, in the parent: the child calls it after switching to a server's own user,
+which may not read the Python installation to import anything."""
+
+
 def _terminate_with_parent() -> None:
     """In the child, before exec: ask Linux for SIGTERM when the parent dies."""
-    if sys.platform != "linux":
-        return
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if _PRCTL is not None:
+        pr_set_pdeathsig = 1
+        _PRCTL(pr_set_pdeathsig, signal.SIGTERM)
 
 
 @dataclass
@@ -289,34 +292,35 @@ def wait_ready(settings: Settings, timeout: float = 120.0) -> dict[str, object]:
 
 
 def wait_lake(settings: Settings, timeout: float = 60.0) -> None:
-    """Wait until the lake writer has created the lake and its tables."""
-    import lakehouse
-
+    """Wait until the lake writer has created the lake and its tables: asked of `driftline
+    sql`, so the supervisor itself never loads DuckDB."""
+    query = f"SELECT 1 FROM {INFERENCES_WITH_FEEDBACK} LIMIT 0"
     deadline = time.monotonic() + timeout
     while True:
-        try:
-            con = lakehouse.connect(settings.lake, read_only=True)
-            con.execute(f"SELECT 1 FROM {INFERENCES_WITH_FEEDBACK} LIMIT 0")
-            con.close()
+        found = subprocess.run(
+            [sys.executable, "-m", "app.cli", "sql", query],
+            env=child_environment(settings),
+            capture_output=True,
+            text=True,
+        )
+        if found.returncode == 0:
             return
-        except Exception as exc:  # not created yet: DuckDB raises several kinds here
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the lake was not created in {timeout:.0f}s: {exc}") from exc
-            time.sleep(0.5)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the lake was not created in {timeout:.0f}s: {found.stderr}")
+        time.sleep(0.5)
 
 
 def ensure_champion(settings: Settings) -> None:
     """On a fresh machine, train the quick TF-IDF models (about a minute), so the default model
-    and a second one for an experiment exist; `driftline train` adds the embedding models."""
-    from models import registry, train
+    and a second one for an experiment exist; `driftline train` adds the embedding models.
 
-    served, alias = settings.models.default_model, settings.models.default_alias
-    if registry.alias_version(settings, served, alias) is None:
-        quick = sorted({served, *train.QUICK})
-        print(f"No {served}@{alias} yet: training {quick}...", flush=True)
-        sample = settings.models.bootstrap_sample or None
-        for trained in train.train(settings, only=quick, sample=sample):
-            print(f"Registered {trained.name} v{trained.version} in {trained.seconds:.0f}s")
+    In a child process (`driftline train --bootstrap`): training loads MLflow and scikit-learn,
+    hundreds of MiB the supervisor would otherwise keep for as long as the stack runs."""
+    subprocess.run(
+        [sys.executable, "-m", "app.cli", "train", "--bootstrap"],
+        env=child_environment(settings),
+        check=True,
+    )
 
 
 def up(settings: Settings, servers_only: bool = False, out: IO[str] = sys.stdout) -> int:
@@ -355,14 +359,13 @@ def up(settings: Settings, servers_only: bool = False, out: IO[str] = sys.stdout
 
 
 def print_banner(settings: Settings, out: IO[str]) -> None:
-    from models.experiments import ExperimentStore, current
-
     base = settings.gateway_url
     results = RESULTS.name(settings.kafka)
-    default = current(settings, ExperimentStore.of(settings)).get(settings.ab.default_experiment)
+    default = httpx.get(f"{base}/experiments/{settings.ab.default_experiment}", timeout=10)
     arms = ", ".join(
-        f"{arm.model}{'@' + arm.alias if arm.alias else '/' + str(arm.version)} ({arm.weight:g})"
-        for arm in (default.arms if default else ())
+        f"{arm['model']}{'@' + arm['alias'] if arm['alias'] else '/' + str(arm['version'])} "
+        f"({arm['weight']:g})"
+        for arm in (default.json()["arms"] if default.status_code == 200 else ())
     )
     print(
         f"""

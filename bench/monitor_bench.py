@@ -5,13 +5,18 @@
 Prints, from one run:
 1. events/s that `ModelWindow` sustains with a full 10k-event window (1 h window, 1 min slide,
    ~2.8 events/s of event time, so each slide moves ~170 events in and out; one feedback
-   message for every other event), with the domain classifier on every emission and without it;
-2. the cost of one window emission (incremental KS/CBPE/feedback + domain classifier on at most
-   `monitor_domain_rows` cached feature rows per side) against recomputing the same statistics
-   from scratch over the same 10k events (scipy `ks_2samp`, numpy CBPE, sklearn Brier, a fresh
-   TF-IDF vectorising of the window and reference texts and a domain classifier on all rows),
-   as a ratio;
-3. the size and time of the window's recovery snapshot (plain data, pickled by Bytewax).
+   message for every other event), with the domain classifier on every emission and with it
+   off (`domain_every` large, as `DRIFTLINE_MONITOR_DOMAIN_EVERY` sets it);
+2. the cost of mapping an event to its random Fourier features for the MMD (once per event,
+   in one batch per emission);
+3. the cost of one window emission (incremental KS/CBPE/feedback/MMD, with and without the
+   domain classifier on at most `monitor_domain_rows` cached feature rows per side) against
+   recomputing the same statistics from scratch over the same 10k events (scipy `ks_2samp`,
+   numpy CBPE, sklearn Brier, the MMD by mapping every event of the window again and
+   averaging, a fresh TF-IDF vectorising of the window and reference texts and a domain
+   classifier on all rows), as ratios; and the exact quadratic-time MMD as a second baseline;
+4. the size and time of the window's recovery snapshot (plain data, pickled by Bytewax), and
+   the cost of mapping the whole window again after a restore.
 
 Feature rows are computed upstream once per event (the flow's `features` step); that cost is
 printed too, per event, but is not part of the window logic.
@@ -33,10 +38,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss
 
 from driftline.monitoring.reference import Reference, fit_calibrator
-from driftline.monitoring.rows import encode_row
+from driftline.monitoring.rows import decode_rows, encode_row
 from driftline.monitoring.window import Event, ModelWindow
 from driftline.settings import AlertSettings, MonitorSettings
 from driftline.stats import domain_auc
+from driftline.stats.mmd import gaussian_mmd2
 from driftline.topics import Labeled, ModelRef
 from models.datasets import sentiment_binary
 
@@ -65,6 +71,9 @@ def main() -> None:
     ref_p = model.predict_proba(ref_x)[:, 1]
     calibrator = fit_calibrator(ref_p, y[ref])
     reference = Reference(ref_p, y[ref], ref_x, calibrator)
+    started = time.perf_counter()
+    mmd = reference.feature_mmd  # once per model at load: bandwidth, map, null levels
+    mmd_fit = time.perf_counter() - started
 
     stream_texts, stream_y = texts[stream], y[stream]
     started = time.perf_counter()
@@ -118,16 +127,35 @@ def main() -> None:
         return (len(events) - WINDOW) / elapsed, window, emitted
 
     with_domain, window, emitted = run(domain_every=1)
-    without_domain, _, _ = run(domain_every=10**9)
+    without_domain, no_domain, _ = run(domain_every=10**9)
     n = len(window.window)
 
-    # One emission of the full window: incremental vs from scratch, same events.
+    # One emission of the full window: incremental vs from scratch, same events. The first
+    # emit maps the events that entered since the run's last emission; the timed ones do not.
+    window.emit(), no_domain.emit()
     emission = timed(window.emit)
+    emission_no_domain = timed(no_domain.emit)
     in_window = sorted(window.window.values(), key=lambda e: e.time)
     first = round(in_window[0].time / SECONDS_PER_EVENT)
     idx = np.arange(first, first + n)
     window_texts = [stream_texts[i] for i in idx]
+    window_rows = [events[i].features for i in idx]
     with_fb = np.array([i for i in idx if i in feedback])
+
+    # The MMD map per event, in batches of one slide's events as the window maps them.
+    slide = round(60 / SECONDS_PER_EVENT)
+    started = time.perf_counter()
+    for a in range(0, n - slide + 1, slide):
+        mmd.empty().update(mmd.features(decode_rows(window_rows[a : a + slide], ref_x.shape[1])))
+    map_us = (time.perf_counter() - started) / (n - n % slide) * 1e6
+
+    def mmd_from_scratch() -> float:
+        z = mmd.features(decode_rows(window_rows, ref_x.shape[1]))
+        diff = z.mean(axis=0, dtype=np.float64) - mmd.reference_mean
+        return float(diff @ diff)
+
+    def exact_mmd() -> float:
+        return gaussian_mmd2(ref_x, decode_rows(window_rows, ref_x.shape[1]), mmd.sigma)
 
     def statistics_from_scratch() -> None:
         p = stream_p[idx]
@@ -143,25 +171,55 @@ def main() -> None:
         domain_auc(fresh.transform(texts[ref]), fresh.transform(window_texts))
 
     accumulators = timed(window.ks.d) + timed(window.cbpe.estimate) + timed(window.feedback.value)
+    mmd_value = timed(lambda: (window.mmd.value(), window.mmd.threshold()))
     scratch_stats = timed(statistics_from_scratch)
+    scratch_mmd = timed(mmd_from_scratch)
+    scratch_exact = timed(exact_mmd, repeat=1)
     scratch_domain = timed(domain_from_scratch, repeat=3)
-    scratch = scratch_stats + scratch_domain
+    scratch = scratch_stats + scratch_mmd + scratch_domain
+    scratch_no_domain = scratch_stats + scratch_mmd
 
-    print(f"window: {n} events (1 h, 1 min slide), reference {len(ref_p)} held-out tweets")
-    print(f"emissions during the run: {emitted}")
-    print(f"events/s, domain classifier every emission: {with_domain:,.0f}")
-    print(f"events/s, accumulators only (no domain classifier): {without_domain:,.0f}")
-    print(f"features upstream (TF-IDF, batched): {featurize_us:.1f} us/event, once per event")
-    print(f"one emission, incremental: {emission * 1e3:.1f} ms", end=" ")
-    print(f"(KS + CBPE + feedback accumulators: {accumulators * 1e6:.0f} us)")
-    print(f"same statistics from scratch: {scratch * 1e3:.1f} ms", end=" ")
-    print(f"(KS + CBPE + Brier {scratch_stats * 1e3:.2f} ms;", end=" ")
-    print(f"vectorise + domain classifier {scratch_domain * 1e3:.0f} ms)")
+    def restore() -> None:
+        state = no_domain.to_state()
+        ModelWindow.from_state(state, reference, no_domain.config, AlertSettings(), 0.5).emit()
+
     snapshot = timed(lambda: pickle.dumps(window.to_state()))
     size = len(pickle.dumps(window.to_state()))
-    print(f"recovery snapshot of the window: {size / 1e6:.1f} MB in {snapshot * 1e3:.0f} ms")
-    print(f"ratio from scratch / incremental: {scratch / emission:.1f}x", end=" ")
-    print(f"(accumulators alone: {scratch_stats / accumulators:.0f}x)")
+    columns = ref_x.shape[1]
+    ms, us = 1e3, 1e6
+    report = no_domain.emit().reports[0]
+    lines = [
+        f"window: {n} events (1 h, 1 min slide), reference {len(ref_p)} held-out tweets",
+        f"emissions during the run: {emitted}",
+        f"events/s, domain classifier every emission: {with_domain:,.0f}",
+        f"events/s, domain classifier off (DOMAIN_EVERY large): {without_domain:,.0f}",
+        f"features upstream (TF-IDF, batched): {featurize_us:.1f} us/event, once per event",
+        f"MMD fit at load: {mmd_fit:.2f} s (sigma {mmd.sigma:.3f}, D {mmd.dim}, W {columns:,} x "
+        f"{mmd.dim} float32 = {columns * mmd.dim * 4 / 1e6:.0f} MB, 1000 reference splits)",
+        f"MMD map (decode + random Fourier features + update): {map_us:.1f} us/event, "
+        f"once per event, in batches of {slide}",
+        f"one emission, incremental, domain classifier included: {emission * ms:.1f} ms",
+        f"one emission, incremental, domain classifier off: {emission_no_domain * us:.0f} us "
+        f"(KS + CBPE + feedback accumulators {accumulators * us:.0f} us; "
+        f"MMD value + threshold {mmd_value * us:.0f} us)",
+        f"same statistics from scratch: {scratch * ms:.1f} ms "
+        f"(KS + CBPE + Brier {scratch_stats * ms:.2f} ms; "
+        f"MMD by mapping the window again {scratch_mmd * ms:.1f} ms; "
+        f"vectorise + domain classifier {scratch_domain * ms:.0f} ms)",
+        f"exact quadratic-time MMD on the same window: {scratch_exact:.2f} s",
+        f"MMD^2 of this window: incremental {report.mmd:.6f}, from scratch "
+        f"{mmd_from_scratch():.6f}, exact {exact_mmd():.6f}; null level "
+        f"{report.mmd_threshold:.6f} (drift: {report.mmd_drift})",
+        f"recovery snapshot of the window: {size / 1e6:.1f} MB in {snapshot * ms:.0f} ms; "
+        f"restore + first emission (maps the window again): {timed(restore) * ms:.0f} ms",
+        f"ratio from scratch / incremental, domain classifier every emission: "
+        f"{scratch / emission:.1f}x",
+        f"ratio from scratch / incremental, every statistic with feature drift by the MMD "
+        f"(domain classifier on a slower cadence): {scratch_no_domain / emission_no_domain:.0f}x "
+        f"(against the exact MMD: {(scratch_stats + scratch_exact) / emission_no_domain:,.0f}x; "
+        f"accumulators alone: {scratch_stats / accumulators:.0f}x)",
+    ]
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -95,15 +95,21 @@ class LakeTable:
     """Column name -> DuckDB type, in table order."""
     key: tuple[str, ...]
     """Columns that identify a row: a row whose key is already stored is not inserted again."""
+    stamp: str
+    """A column every copy of a row shares (in the key, or stamped once where the row is born).
+    The writer looks for stored copies of a batch's rows only within the batch's range of it,
+    so what a batch costs does not grow with the table."""
     source: type[Message] | None = None
     """The message each row comes from (None for data sets)."""
     excluded: tuple[str, ...] = field(default=())
     """Fields of `source` that are not stored."""
 
     @classmethod
-    def of(cls, name: str, source: type[Message], key: tuple[str, ...], **kw: Any) -> LakeTable:
+    def of(
+        cls, name: str, source: type[Message], key: tuple[str, ...], stamp: str, **kw: Any
+    ) -> LakeTable:
         excluded = kw.pop("excluded", ())
-        return cls(name, columns_of(source, excluded), key, source, excluded, **kw)
+        return cls(name, columns_of(source, excluded), key, stamp, source, excluded, **kw)
 
     def row(self, message: Message) -> Row:
         """The row of `message`, with exactly this table's columns (an absent nested message,
@@ -116,17 +122,23 @@ INFERENCES = LakeTable.of(
     "inferences",
     InferenceResult,
     key=("inference_id",),
+    stamp="created_at",  # stamped by the gateway, copied by the inference flow
     excluded=("log_to_lakehouse", "probe"),  # filters: opted-out results and probes are not kept
 )
-FEEDBACK = LakeTable.of("feedback", Feedback, key=("feedback_id",))
+FEEDBACK = LakeTable.of("feedback", Feedback, key=("feedback_id",), stamp="created_at")
 DEADLETTERS = LakeTable.of(
-    "deadletters", DeadLetter, key=("flow", "source_topic", "partition", "offset")
+    "deadletters", DeadLetter, key=("flow", "source_topic", "partition", "offset"), stamp="offset"
 )
 DRIFT_METRICS = LakeTable.of(
-    "drift_metrics", DriftReport, key=("model_name", "model_version", "window_start", "window_end")
+    "drift_metrics",
+    DriftReport,
+    key=("model_name", "model_version", "window_start", "window_end"),
+    stamp="window_end",
 )
-AB_METRICS = LakeTable.of("ab_metrics", ABReport, key=("experiment", "emitted_at"))
-ALERTS = LakeTable.of("alerts", Alert, key=("alert_id",))
+AB_METRICS = LakeTable.of(
+    "ab_metrics", ABReport, key=("experiment", "emitted_at"), stamp="emitted_at"
+)
+ALERTS = LakeTable.of("alerts", Alert, key=("alert_id",), stamp="window_end")  # id of the window
 
 STREAMED: tuple[LakeTable, ...] = (
     INFERENCES,
@@ -151,16 +163,19 @@ SENTIMENT_TRAIN = LakeTable(
         "fold": "INTEGER",
     },
     key=("row_id",),
+    stamp="row_id",
 )
 SENTIMENT_MONITOR = LakeTable(
     "sentiment_monitor",
     {"row_id": "BIGINT", "text": "VARCHAR", "label": "INTEGER"},
     key=("row_id",),
+    stamp="row_id",
 )
 OOD_TEXTS = LakeTable(
     "ood_texts",
     {"row_id": "BIGINT", "text": "VARCHAR", "source": "VARCHAR"},
     key=("source", "row_id"),
+    stamp="row_id",
 )
 DATASETS: tuple[LakeTable, ...] = (SENTIMENT_TRAIN, SENTIMENT_MONITOR, OOD_TEXTS)
 

@@ -171,6 +171,13 @@ class DriftReport(Message):
     domain_auc: float | None = None
     domain_auc_threshold: float | None = None
     feature_drift: bool | None = None
+    mmd: float | None = None
+    """Squared MMD (Gaussian kernel, random Fourier features) of the window's feature rows
+    against the reference sample."""
+    mmd_threshold: float | None = None
+    """One-sided 95% null level of `mmd` for a window of `n` events."""
+    mmd_drift: bool | None = None
+    """`mmd` is above `mmd_threshold`."""
     estimated: EstimatedPerformance
     feedback: FeedbackStats
     contradiction: bool = False

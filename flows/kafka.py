@@ -100,15 +100,76 @@ class Contiguous:
         return "take"
 
 
+class Pacing:
+    """Whether an idle consumer should be fetching: all the time while messages come, then,
+    after `idle_after` seconds without one, only for `probe_for` seconds every `probe_every`.
+
+    A fetching consumer sends the broker a fetch every `fetch.wait.max.ms` even when nothing
+    comes, for every partition it reads: the whole idle cost of a stack. Paused between probes it
+    sends none. The first message after a quiet spell waits up to a probe interval, plus the
+    0.7-1 s librdkafka takes to fetch again after a resume (measured): fine for the monitoring
+    flows, not for the request path, whose flows fetch all the time (`KafkaInput(pace=False)`).
+
+    >>> now = [0.0]
+    >>> pacing = Pacing(idle_after=2.0, probe_every=0.5, probe_for=0.1, clock=lambda: now[0])
+    >>> pacing.fetching()
+    True
+    >>> now[0] = 2.05; pacing.fetching()          # quiet for 2 s: paused
+    False
+    >>> now[0] = 2.45; pacing.fetching()          # a probe, at the end of each interval
+    True
+    >>> now[0] = 2.55; pacing.fetching()          # probe over, still nothing
+    False
+    >>> now[0] = 2.95; pacing.fetching(); pacing.received(3); pacing.fetching()
+    True
+    True
+    """
+
+    def __init__(
+        self,
+        idle_after: float = 2.0,
+        probe_every: float = 4.0,
+        probe_for: float = 1.2,
+        clock: Any = time.monotonic,
+    ) -> None:
+        self._idle_after, self._every, self._for = idle_after, probe_every, probe_for
+        self._clock = clock
+        self._last_message = clock()
+
+    def received(self, messages: int) -> None:
+        if messages:
+            self._last_message = self._clock()
+
+    def fetching(self) -> bool:
+        idle = self._clock() - self._last_message - self._idle_after
+        return idle < 0 or idle % self._every >= self._every - self._for
+
+    def until_probe(self) -> float:
+        """Seconds until the next probe starts; 0 while fetching.
+
+        >>> now = [0.0]
+        >>> pacing = Pacing(idle_after=2.0, probe_every=4.0, probe_for=1.0, clock=lambda: now[0])
+        >>> now[0] = 10.0; pacing.until_probe()   # idle 8 s past the 2: probes at 3-4 s of each 4
+        3.0
+        """
+        idle = self._clock() - self._last_message - self._idle_after
+        if self.fetching():
+            return 0.0
+        return (self._every - self._for) - idle % self._every
+
+
 class _SharedConsumer:
     """One consumer for all partitions a worker reads; fetched messages wait in a queue per
-    partition until that partition asks for them."""
+    partition until that partition asks for them. Idle, it fetches only now and then
+    (`Pacing`)."""
 
-    def __init__(self, config: dict[str, Any], batch_size: int) -> None:
+    def __init__(self, config: dict[str, Any], batch_size: int, pace: bool) -> None:
         self._consumer = Consumer(config)
         self._batch_size = batch_size
         self._queues: dict[tuple[str, int], deque[Raw]] = {}
         self._offsets = Contiguous(GAP_GRACE)
+        self._pacing = Pacing() if pace else None
+        self._paused = False
 
     def add(self, topic: str, partition: int, offset: int) -> None:
         self._queues[(topic, partition)] = deque()
@@ -124,13 +185,30 @@ class _SharedConsumer:
     def take(self, topic: str, partition: int) -> list[Raw]:
         queue = self._queues[(topic, partition)]
         if not queue:
+            self._pace()
             self._fetch()
         taken = [queue.popleft() for _ in range(min(len(queue), self._batch_size))]
         return taken
 
+    def quiet_for(self) -> float:
+        """Seconds its partitions may sleep: nothing comes before the next probe."""
+        return 0.0 if self._pacing is None else self._pacing.until_probe()
+
+    def _pace(self) -> None:
+        if self._pacing is None:
+            return
+        fetching = self._pacing.fetching()
+        if fetching == self._paused:  # a change: pause or resume every partition
+            assigned = self._consumer.assignment()
+            (self._consumer.resume if fetching else self._consumer.pause)(assigned)
+            self._paused = not fetching
+
     def _fetch(self) -> None:
         rewound: set[tuple[str, int]] = set()
-        for msg in self._consumer.consume(self._batch_size, 0):
+        messages = self._consumer.consume(self._batch_size, 0)
+        if self._pacing is not None:
+            self._pacing.received(len(messages))
+        for msg in messages:
             error = msg.error()
             if error is not None:
                 if error.code() != KafkaError._PARTITION_EOF:
@@ -185,7 +263,9 @@ class _Partition(StatefulSourcePartition[Raw, int]):
             self._offset = last + 1
             self._empty_polls, self._awake = 0, None
         else:
-            sleep = IDLE_SLEEPS[min(self._empty_polls, len(IDLE_SLEEPS) - 1)]
+            sleep = max(
+                IDLE_SLEEPS[min(self._empty_polls, len(IDLE_SLEEPS) - 1)], self._shared.quiet_for()
+            )
             self._empty_polls += 1
             self._awake = utc_now() + timedelta(seconds=sleep)
         return batch
@@ -204,8 +284,15 @@ class KafkaInput(FixedPartitionedSource[Raw, int]):
     """Every partition of `topics`, from its recovered offset (or the beginning)."""
 
     def __init__(
-        self, brokers: str, topics: Iterable[str], batch_size: int, config: dict[str, Any]
+        self,
+        brokers: str,
+        topics: Iterable[str],
+        batch_size: int,
+        config: dict[str, Any],
+        pace: bool = True,
     ) -> None:
+        """`pace`: fetch only now and then while idle (`Pacing`): not for the request path."""
+        self._pace = pace
         self._brokers = brokers
         self._topics = list(topics)
         self._batch_size = batch_size
@@ -227,7 +314,7 @@ class KafkaInput(FixedPartitionedSource[Raw, int]):
         with self._lock:
             if key not in self._consumers:
                 config = {"bootstrap.servers": self._brokers} | self._config
-                self._consumers[key] = _SharedConsumer(config, self._batch_size)
+                self._consumers[key] = _SharedConsumer(config, self._batch_size, self._pace)
             return self._consumers[key]
 
     def release(self, key: tuple[str, int], topic: str, partition: int) -> None:

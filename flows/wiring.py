@@ -56,14 +56,18 @@ class Outgoing:
     message: Message
 
 
-def read(step_id: str, flow: Dataflow, settings: Settings, topics: list[Topic]) -> Stream[Raw]:
-    """Raw messages from `topics`; consumer errors are logged (they carry no message)."""
+def read(
+    step_id: str, flow: Dataflow, settings: Settings, topics: list[Topic], pace: bool = True
+) -> Stream[Raw]:
+    """Raw messages from `topics`; consumer errors are logged (they carry no message).
+    `pace`: fetch only now and then while idle (`flows.kafka.Pacing`)."""
     config = consumer_config(settings, group_id="driftline-" + flow.flow_id)
     source = KafkaInput(
         settings.kafka.brokers,
         [t.name(settings.kafka) for t in topics],
         settings.flows.batch_size,
         {k: v for k, v in config.items() if k != "bootstrap.servers"},
+        pace,
     )
     return op.input(step_id, flow, source)
 
@@ -151,10 +155,12 @@ def publish(step_id: str, up: Stream[Outgoing], settings: Settings) -> None:
 
 
 def consume(
-    flow: Dataflow, settings: Settings, topics: list[Topic]
+    flow: Dataflow, settings: Settings, topics: list[Topic], pace: bool = True
 ) -> tuple[Stream[Parsed], Stream[DeadLetter]]:
-    """Valid messages from `topics`, and dead letters for the rest (named after the flow)."""
-    return parse("parse", read("in", flow, settings, topics), flow.flow_id, settings, topics)
+    """Valid messages from `topics`, and dead letters for the rest (named after the flow).
+    The request path passes `pace=False`: its first request after a quiet spell must not wait."""
+    raw = read("in", flow, settings, topics, pace)
+    return parse("parse", raw, flow.flow_id, settings, topics)
 
 
 def publish_all(out: Stream[Outgoing], dead: Stream[DeadLetter], settings: Settings) -> None:

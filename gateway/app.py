@@ -1,6 +1,7 @@
 """The HTTP gateway: a thin FastAPI front over the Kafka topics.
 
     POST  /inference              score a text (request-reply through the inference flow)
+    POST  /inferences             score many texts in one call (each as by POST /inference)
     GET   /inference/{id}         a result, once known
     PATCH /inference              feedback for an inference (accumulates)
     GET   /experiments[/{name}]   A/B experiments (stored, plus the default one)
@@ -25,7 +26,6 @@ from uuid import UUID
 from fastapi import FastAPI, Request, Response, status
 from fastapi.responses import ORJSONResponse
 
-import lakehouse
 from driftline.ab import Experiment
 from driftline.clock import utc_now as now
 from driftline.settings import Settings
@@ -43,7 +43,10 @@ from gateway.schemas import (
     ExperimentIn,
     FeedbackAccepted,
     FeedbackIn,
+    InferenceBatchIn,
+    InferenceBatchOut,
     InferenceIn,
+    InferenceItemOut,
     InferenceOut,
     Problem,
 )
@@ -52,6 +55,7 @@ from models.experiments import ExperimentStore, current, missing_models
 log = logging.getLogger(__name__)
 
 PROBE_TEXT = "driftline readiness probe"
+LATER = "fetch it later with GET /inference/{inference_id}"
 READY_CACHE_SECONDS = 2.0
 
 
@@ -86,12 +90,13 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             bridge.forget(request.inference_id, waiting)
 
-    @app.post(
-        "/inference",
-        response_model=InferenceOut,
-        responses={503: {"model": Problem}, 504: {"model": Problem}},
-    )
-    async def post_inference(body: InferenceIn) -> Any:
+    async def unknown_experiment(name: str | None) -> bool:
+        if name is None or name == settings.ab.default_experiment:
+            return False
+        return await asyncio.to_thread(experiments.get, name) is None
+
+    async def outcome(body: InferenceIn) -> InferenceItemOut:
+        """Route, score and log one text: its status and answer, as `POST /inference` gives."""
         request = InferenceRequest(
             inference_id=uuid.uuid4(),
             created_at=body.created_at or now(),
@@ -101,27 +106,40 @@ def create_app(settings: Settings) -> FastAPI:
             experiment=body.experiment,
             models=body.models,
         )
-        name = body.experiment
-        if (
-            name is not None
-            and name != settings.ab.default_experiment
-            and await asyncio.to_thread(experiments.get, name) is None
-        ):
-            return problem(404, f"no experiment {name!r}", request.inference_id)
+
+        def failed(status: int, detail: str) -> InferenceItemOut:
+            return InferenceItemOut(inference_id=request.inference_id, status=status, detail=detail)
+
+        if await unknown_experiment(body.experiment):
+            return failed(404, f"no experiment {body.experiment!r}")
+        timeout = settings.gateway.inference_timeout
         try:
-            result = await score(request, settings.gateway.inference_timeout)
+            result = await score(request, timeout)
         except BrokerUnavailable as exc:
-            return problem(503, str(exc), request.inference_id)
+            return failed(503, str(exc))
         except TimeoutError:
-            return problem(
-                504,
-                f"no result within {settings.gateway.inference_timeout:g}s; "
-                "fetch it later with GET /inference/{inference_id}",
-                request.inference_id,
-            )
+            return failed(504, f"no result within {timeout:g}s; {LATER}")
         if result.error is not None:
-            return problem(503, f"could not score: {result.error}", request.inference_id)
-        return InferenceOut.from_result(result)
+            return failed(503, f"could not score: {result.error}")
+        out = InferenceOut.from_result(result)
+        return InferenceItemOut(inference_id=request.inference_id, status=200, result=out)
+
+    @app.post(
+        "/inference",
+        response_model=InferenceOut,
+        responses={404: {"model": Problem}, 503: {"model": Problem}, 504: {"model": Problem}},
+    )
+    async def post_inference(body: InferenceIn) -> Any:
+        item = await outcome(body)
+        if item.result is None:
+            return problem(item.status, str(item.detail), item.inference_id)
+        return item.result
+
+    @app.post("/inferences", response_model=InferenceBatchOut)
+    async def post_inferences(body: InferenceBatchIn) -> Any:
+        """Many texts in one call: each is routed, scored and logged exactly like one
+        `POST /inference`, and one text that fails does not fail the others."""
+        return InferenceBatchOut(results=list(await asyncio.gather(*map(outcome, body.items))))
 
     @app.get(
         "/inference/{inference_id}",
@@ -238,7 +256,10 @@ async def _check_ready(bridge: KafkaBridge) -> dict[str, Any]:
 
 
 def _from_lake(settings: Settings, inference_id: UUID) -> InferenceOut | None:
-    """Look an older result up in the lake (read-only: safe beside the lake writer)."""
+    """Look an older result up in the lake (read-only: safe beside the lake writer). DuckDB is
+    imported here, on the first such look-up, not by every gateway worker at start."""
+    import lakehouse
+
     try:
         con = lakehouse.connect(settings.lake, read_only=True)
     except Exception:  # no lake yet, or catalog unreadable: nothing to find there

@@ -62,6 +62,29 @@ class InferenceOut(BaseModel):
         return cls.model_validate(result, from_attributes=True)
 
 
+MAX_BATCH = 1000
+"""Most texts one `POST /inferences` may carry."""
+
+
+class InferenceBatchIn(_Body):
+    """`POST /inferences`: many texts, each scored and logged exactly like `POST /inference`."""
+
+    items: list[InferenceIn] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class InferenceItemOut(BaseModel):
+    """One text's outcome: the status `POST /inference` would have answered, and its body."""
+
+    inference_id: UUID
+    status: int = Field(description="200, or 404 / 503 / 504 with `detail`, as for one text.")
+    result: InferenceOut | None = None
+    detail: str | None = None
+
+
+class InferenceBatchOut(BaseModel):
+    results: list[InferenceItemOut] = Field(description="In the order of the items.")
+
+
 class ExperimentIn(_Body):
     """`PUT /experiments/{name}`: the experiment without its name (the path gives it)."""
 

@@ -3,6 +3,12 @@
 One call writes one batch of rows to one table in one DuckLake commit (one Parquet file).
 Rows whose key is already in the table, or repeated within the batch, are skipped, so Kafka
 re-delivery and Bytewax replay after a crash never duplicate a row.
+
+Stored copies are looked for only among rows whose `stamp` (a column every copy of a row
+shares, such as the gateway's `created_at`) lies within the batch's range of it. DuckLake keeps
+each file's min and max of every column, so the files outside that range are never opened, and
+a batch costs the same whether the table holds ten thousand rows or ten million
+(`bench/lake_writer.py`).
 """
 
 from __future__ import annotations
@@ -19,17 +25,23 @@ from lakehouse.maintenance import retry_locked
 log = logging.getLogger(__name__)
 
 
-def _insert_sql(table: LakeTable) -> str:
+def _insert_sql(table: LakeTable, with_nulls: bool) -> str:
+    """The insert of the staged batch; its two parameters are the batch's lowest and highest
+    stamp (constants, so the scan of stored rows skips the files outside them)."""
     cols = ", ".join(f'"{c}"' for c in table.columns)
     casts = ", ".join(f's."{c}"::{t}' for c, t in table.columns.items())
     key = ", ".join(f'"{k}"' for k in table.key)
+    stamp, stamp_type = table.stamp, table.columns[table.stamp]
+    in_range = f't."{stamp}" BETWEEN ?::{stamp_type} AND ?::{stamp_type}'
+    if with_nulls:
+        in_range = f'({in_range} OR t."{stamp}" IS NULL)'
     on = " AND ".join(
         f't."{k}" IS NOT DISTINCT FROM s."{k}"::{table.columns[k]}' for k in table.key
     )
     return (
         f"INSERT INTO lake.{table.name} ({cols}) "
         f"SELECT {casts} FROM (SELECT DISTINCT ON ({key}) * FROM staging) s "
-        f"WHERE NOT EXISTS (SELECT 1 FROM lake.{table.name} t WHERE {on})"
+        f"WHERE NOT EXISTS (SELECT 1 FROM lake.{table.name} t WHERE {in_range} AND {on})"
     )
 
 
@@ -47,12 +59,15 @@ def write_rows(
     if not rows:
         return 0
     staging = pa.Table.from_pylist([{c: r.get(c) for c in table.columns} for r in rows])
-    sql = _insert_sql(table)
+    stamps = [r[table.stamp] for r in rows if r.get(table.stamp) is not None]
+    sql = _insert_sql(table, with_nulls=len(stamps) < len(rows))
+    # All stamps missing: a range that matches nothing, only the NULL-stamped rows are looked at.
+    stamp_range = [min(stamps), max(stamps)] if stamps else [None, None]
 
     def insert() -> tuple | None:
         con.register("staging", staging)
         try:
-            return con.execute(sql).fetchone()
+            return con.execute(sql, stamp_range).fetchone()
         finally:
             con.unregister("staging")
 

@@ -3,8 +3,10 @@
 `ModelWindow` is the state behind `flows.monitor`, one per model version. Results enter the
 window as they arrive and leave it when it slides past them; every statistic is an accumulator
 with `update`/`remove` (`driftline.stats`), so one slide costs the events that enter and leave
-it, not the window's size. Only the domain classifier is recomputed per emission
-(`driftline.monitoring.domain`), on feature rows computed once per event upstream.
+it, not the window's size. Feature drift is measured twice, on feature rows computed once per
+event upstream: by the MMD (`driftline.stats.mmd`), an accumulator of each event's random
+Fourier features, mapped once per event, in one batch per emission; and by the domain
+classifier (`driftline.monitoring.domain`), the one statistic recomputed per emission.
 
 Windows are aligned to multiples of `slide` since the Unix epoch and are half-open,
 `[end - length, end)`. The watermark (`driftline.monitoring.watermark`) is the newest result
@@ -40,10 +42,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from driftline.clock import Clock, as_utc, wall_clock
 from driftline.monitoring.alerts import AlertPolicy, contradicts
 from driftline.monitoring.domain import DomainCheck, window_seed
 from driftline.monitoring.reference import Reference
+from driftline.monitoring.rows import decode_rows
 from driftline.monitoring.watermark import Watermark
 from driftline.settings import AlertSettings, MonitorSettings
 from driftline.stats import CBPE, FeedbackMetrics, SlidingKS
@@ -125,6 +130,13 @@ class ModelWindow:
         self.cbpe = CBPE()
         self.feedback = FeedbackMetrics()
         self.domain = DomainCheck(reference.features, config.domain_rows, config.domain_every)
+        self.mmd = reference.feature_mmd.empty()
+        self._z: dict[str, np.ndarray] = {}
+        """Random Fourier features of the window's events that are in `mmd`, by id: what
+        `_leave` removes is exactly what went in (float32, D per event: 1 KB at D = 256; rows
+        of one array per emission batch, freed when the batch's last event leaves)."""
+        self._unmapped: dict[str, Event] = {}
+        """Window events not mapped yet: mapped in one batch at the next emission."""
         self.policy = AlertPolicy(model, alerts, config, reference.f1(threshold), clock)
         self.window: dict[str, Event] = {}
         """Events inside the open window `[end - length, end)`, by inference id."""
@@ -222,12 +234,16 @@ class ModelWindow:
 
     def _enter(self, event: Event) -> None:
         self.window[event.inference_id] = event
+        self._unmapped[event.inference_id] = event
         self.ks.update(event.p)
         self.cbpe.update(event.calibrated, event.label)
         if event.feedback_mean is not None:
             self.feedback.update(event.p, event.label, event.feedback_mean)
 
     def _leave(self, event: Event) -> None:
+        # An event that leaves before any emission mapped it never entered the MMD.
+        if self._unmapped.pop(event.inference_id, None) is None:
+            self.mmd.remove(self._z.pop(event.inference_id))
         self.ks.remove(event.p)
         self.cbpe.remove(event.calibrated, event.label)
         if event.feedback_mean is not None:
@@ -249,6 +265,16 @@ class ModelWindow:
             self.early_feedback = {k: v for k, v in self.early_feedback.items() if v[0] >= start}
         return out
 
+    def _map_entered(self) -> None:
+        """Add the events that entered since the last emission to the MMD, in one batch."""
+        if not self._unmapped:
+            return
+        rows = decode_rows([e.features for e in self._unmapped.values()], self.mmd.n_columns)
+        z = self.mmd.features(rows)
+        self.mmd.update(z)
+        self._z.update(zip(self._unmapped, z, strict=True))
+        self._unmapped = {}
+
     def events(self) -> list[Event]:
         """The events of the open window (for tests and the benchmark)."""
         return list(self.window.values())
@@ -259,11 +285,14 @@ class ModelWindow:
         """The report of the open window as it is now, and the alerts it raises."""
         assert self.end is not None
         # In event-time order, so a window re-emitted after a replay gets the same sample.
-        ordered = sorted(self.window.values(), key=lambda e: (e.time, e.inference_id))
         drift = self.domain.run(
             window_seed(self.model.name, self.model.version, self.end),
-            [e.features for e in ordered],
+            lambda: [
+                e.features
+                for e in sorted(self.window.values(), key=lambda e: (e.time, e.inference_id))
+            ],
         )
+        self._map_entered()
         estimated = self.cbpe.estimate()
         fb = self.feedback.value()
         report = DriftReport(
@@ -277,6 +306,9 @@ class ModelWindow:
             domain_auc=drift.auc,
             domain_auc_threshold=drift.threshold,
             feature_drift=drift.drifted,
+            mmd=self.mmd.value(),
+            mmd_threshold=self.mmd.threshold(),
+            mmd_drift=self.mmd.drifted(),
             estimated=EstimatedPerformance.model_validate(estimated, from_attributes=True),
             feedback=FeedbackStats(
                 n=fb.realized.n, brier=fb.brier, accuracy=fb.realized.accuracy, f1=fb.realized.f1
@@ -288,7 +320,11 @@ class ModelWindow:
     # ---- recovery ------------------------------------------------------------------------
 
     def to_state(self) -> dict[str, Any]:
-        """Plain data for a Bytewax snapshot (the reference is reloaded, not snapshotted)."""
+        """Plain data for a Bytewax snapshot (the reference is reloaded, not snapshotted).
+
+        The MMD sum is not in it: like the eviction heap it is derived from the events, which
+        `from_state` maps again (in one batch, at the next emission).
+        """
         return {
             "model": (self.model.name, self.model.version),
             "window": [e.state() for e in self.window.values()],
@@ -318,6 +354,7 @@ class ModelWindow:
         model = ModelRef(name=name, version=version)
         w = cls(model, reference, config, alerts, threshold, clock)
         w.window = {s[0]: Event(*s) for s in state["window"]}
+        w._unmapped = dict(w.window)
         w.pending = {s[0]: Event(*s) for s in state["pending"]}
         w._queue = sorted(
             (e.time, e.inference_id) for e in (*w.window.values(), *w.pending.values())

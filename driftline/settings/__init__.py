@@ -10,7 +10,7 @@ A wrong value fails at load, naming the variable, instead of on the first event:
 >>> load({"DRIFTLINE_MONITOR_SLIDE_SECONDS": "7200"})  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-driftline.settings.groups.SettingsError: DRIFTLINE_MONITOR_SLIDE_SECONDS: must not exceed ... (7200 > 3600)
+driftline.settings.SettingsError: DRIFTLINE_MONITOR_SLIDE_SECONDS: must not exceed ... (7200 > 3600)
 
 `driftline config` prints the effective values with their variables.
 """
@@ -199,6 +199,7 @@ def _with_profile_defaults(s: Settings) -> Settings:
         update={
             "mlflow": fill(s.mlflow, mlflow),
             "lake": fill(s.lake, lake | {"writers": processes}),
+            "kafka": fill(s.kafka, {"partitions": 4 if cluster else 1}),
             "flows": fill(s.flows, {"processes": processes}),
             "gateway": fill(s.gateway, {"workers": processes}),
         }

@@ -16,6 +16,8 @@ PREFIX = "DRIFTLINE_"
 class SettingsError(ValueError):
     """A configuration value is invalid; the message names the variable."""
 
+    __module__ = "driftline.settings"  # where it is public
+
 
 def setting(default: Any, description: str, *, env: str | None = None, **limits: Any) -> Any:
     """A field with its meaning, its limits and, when it breaks the group's naming, its
@@ -40,7 +42,12 @@ class Group(BaseModel):
 class KafkaSettings(Group):
     brokers: str = setting("127.0.0.1:9092", "Kafka bootstrap servers, comma separated.")
     topic_prefix: str = setting("", "Prepended to every topic name (several stacks, one broker).")
-    partitions: int = setting(3, "Partitions per topic when driftline creates them.", ge=1)
+    partitions: int = setting(
+        0,
+        "Partitions per topic when driftline creates them (0: the profile's, 1 embedded: every "
+        "partition costs idle fetches; 4 cluster: work for 2 processes).",
+        ge=0,
+    )
     fetch_wait_ms: int = setting(
         50,
         "How long the broker may hold a fetch with no data. tansu checks for data after 0, "

@@ -87,10 +87,10 @@ def test_the_cluster_survives_kill_9_of_every_kind_of_process(cluster: Stack) ->
     load = run_load(cluster, rate=20, seconds=40, kills=kills)
     finished = time.time()
     assert load.statuses.get(200, 0) > 400, load.statuses
-    assert_all_landed_once(cluster, load, timeout=180)
+    stored_feedback = assert_all_landed_once(cluster, load, timeout=180)
 
-    # Feedback joined: every inference with an accepted score shows up labeled.
-    wanted = set(load.feedback.values())
+    # Feedback joined: every inference with a stored score shows up labeled.
+    wanted = set(stored_feedback.values())
 
     def labeled() -> set[str] | None:
         seen = {str(decode(Labeled, v).inference_id) for v in read_topic(s, LABELED.name(s.kafka))}

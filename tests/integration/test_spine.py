@@ -300,3 +300,34 @@ def test_health_and_ready(client: httpx.Client) -> None:
     ready = client.get("/ready")
     assert ready.status_code == 200
     assert ready.json()["inference_flow"] is True
+
+
+def test_a_batch_scores_each_text_like_a_single_request(live: Stack, client: httpx.Client) -> None:
+    tag = uuid.uuid4().hex
+    items = [
+        {"data": f"{tag} first", "subject": "user-1"},
+        {"data": f"{tag} lost", "experiment": "no-such-experiment"},
+        {"data": f"{tag} third", "log_to_lakehouse": True},
+    ]
+    answer = client.post("/inferences", json={"items": items})
+    assert answer.status_code == 200, answer.text
+    results = answer.json()["results"]
+    assert [r["status"] for r in results] == [200, 404, 200]  # one failure fails only itself
+    assert "no-such-experiment" in results[1]["detail"] and results[1]["result"] is None
+    scored = {r["inference_id"] for r in results if r["status"] == 200}
+    assert all(r["result"]["inference_id"] == r["inference_id"] for r in results[::2])
+
+    def in_lake() -> set[str] | None:
+        rows = lake_rows(
+            live.settings, "SELECT inference_id FROM inferences WHERE data LIKE ?", [f"{tag}%"]
+        )
+        found = {str(r[0]) for r in rows}
+        return found if found >= scored else None
+
+    assert wait_until(in_lake, timeout=30) == scored
+
+
+def test_a_batch_is_bounded(client: httpx.Client) -> None:
+    too_many = [{"data": "x"}] * 1001
+    assert client.post("/inferences", json={"items": too_many}).status_code == 422
+    assert client.post("/inferences", json={"items": []}).status_code == 422

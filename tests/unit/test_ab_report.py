@@ -13,8 +13,8 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from driftline.ab import MixtureSPRT
 from driftline.ab.report import ExperimentStats
+from driftline.ab.sequential import MixtureSPRT
 from driftline.topics import InferenceResult, Labeled
 from flows.feedback import labeled_of
 from tests.factories import make_result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -11,7 +12,8 @@ import pytest
 import lakehouse
 from driftline import settings
 from driftline.settings import Settings
-from driftline.tables import FEEDBACK, INFERENCES
+from driftline.tables import DEADLETTERS, FEEDBACK, INFERENCES
+from driftline.topics import DeadLetter
 from tests.factories import make_feedback, make_result
 
 
@@ -37,6 +39,40 @@ def test_redelivered_rows_are_written_once(
         50,
         50,
     )
+
+
+def test_a_replay_among_newer_and_older_rows_is_still_found(
+    lake: tuple[Settings, duckdb.DuckDBPyConnection],
+) -> None:
+    """The writer looks for stored copies only within the batch's range of `created_at`: a
+    replayed row inside a batch that spans older and newer rows is still found."""
+    _, con = lake
+    now = datetime(2026, 11, 29, 12, tzinfo=UTC)
+    stored = [make_result(created_at=now + timedelta(minutes=m)) for m in range(0, 60, 10)]
+    lakehouse.write_rows(con, INFERENCES, [INFERENCES.row(r) for r in stored])
+    mixed = [
+        make_result(created_at=now - timedelta(days=30)),
+        stored[3],
+        make_result(created_at=now + timedelta(days=1)),
+    ]
+    assert lakehouse.write_rows(con, INFERENCES, [INFERENCES.row(r) for r in mixed]) == 2
+    assert con.execute("SELECT count(DISTINCT inference_id) FROM inferences").fetchone() == (8,)
+
+
+def test_rows_without_a_stamp_are_deduplicated_too(
+    lake: tuple[Settings, duckdb.DuckDBPyConnection],
+) -> None:
+    """A dead letter from outside Kafka has no offset (its stamp): it is still stored once."""
+    _, con = lake
+    letters = [
+        DeadLetter.of("gateway", "bad", b"x"),
+        DeadLetter.of("inference", "bad", b"y", source_topic="t", partition=0, offset=7),
+    ]
+    rows = [DEADLETTERS.row(d) for d in letters]
+    assert lakehouse.write_rows(con, DEADLETTERS, rows) == 2
+    assert lakehouse.write_rows(con, DEADLETTERS, rows[:1]) == 0
+    assert lakehouse.write_rows(con, DEADLETTERS, rows) == 0
+    assert con.execute("SELECT count(*) FROM deadletters").fetchone() == (2,)
 
 
 def test_feedback_before_its_inference_shows_up_once_the_row_lands(

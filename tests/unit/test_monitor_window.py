@@ -173,12 +173,20 @@ def test_every_statistic_matches_brute_force_on_the_same_window(run: tuple) -> N
         if len(keys) >= 5:
             assert report.domain_auc == pytest.approx(domain_auc(ref.features, x).auc, abs=1e-9)
 
+        # MMD: the same random Fourier map applied from scratch to the window's rows.
+        mmd = ref.feature_mmd
+        z, ref_z = mmd.features(x).astype(float), mmd.features(ref.features).astype(float)
+        assert report.mmd == pytest.approx(np.sum((z.mean(0) - ref_z.mean(0)) ** 2), abs=1e-9)
+        assert report.mmd_threshold == mmd.threshold(len(keys))
+        assert report.mmd_drift == (report.mmd > report.mmd_threshold)
+
 
 def test_drift_shows_in_ks_and_domain_auc_and_alerts_once_when_crossing(run: tuple) -> None:
     _, reports, _, _ = run
     first, last = reports[5][0], reports[-1][0]
-    assert first.ks_d < 0.2 and not first.feature_drift
+    assert first.ks_d < 0.2 and not first.feature_drift and not first.mmd_drift
     assert last.ks_d > 0.4 and last.feature_drift and last.domain_auc > 0.9
+    assert last.mmd_drift and last.mmd > 10 * last.mmd_threshold
     ks_alerts = [a for *_, alerts in reports for a in alerts if a.metric == "ks_d"]
     assert len(ks_alerts) == 1  # on the crossing, not on every slide above the threshold
     assert ks_alerts[0].value > ALERTS.ks_d

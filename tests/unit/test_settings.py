@@ -53,7 +53,7 @@ def test_broker_list_splits_and_trims() -> None:
     ("variable", "value", "says"),
     [
         ("DRIFTLINE_PARTITIONS", "three", "valid integer"),
-        ("DRIFTLINE_PARTITIONS", "0", "greater than or equal to 1"),
+        ("DRIFTLINE_PARTITIONS", "-1", "greater than or equal to 0"),
         ("DRIFTLINE_GATEWAY_PORT", "70000", "less than or equal to 65535"),
         ("DRIFTLINE_MONITOR_CHANGE_DETECTOR", "cusum", "'adwin' or 'page_hinkley'"),
         ("DRIFTLINE_AB_ALPHA", "1.5", "less than 1"),

@@ -12,7 +12,7 @@ import random
 import numpy as np
 import pytest
 
-from driftline.ab import (
+from driftline.ab.sequential import (
     KEEP_RUNNING,
     NO_DIFFERENCE,
     MixtureSPRT,

@@ -3,7 +3,7 @@ import random
 
 import pytest
 
-from driftline.ab import ThompsonSampler
+from driftline.ab.thompson import ThompsonSampler
 
 
 def run_bandit(sampler: ThompsonSampler, p_reward: dict[str, float], rounds: int, seed: int):

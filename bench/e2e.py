@@ -1,0 +1,131 @@
+"""The whole path, measured in one run: throughput, latency, CPU and memory of the stack.
+
+    .venv/bin/python bench/e2e.py [--seconds 15] [--profile embedded]
+
+Starts `driftline up` in a temporary folder on free ports (two TF-IDF models), then prints:
+1. idle: CPU and RSS per process with no traffic;
+2. floors, measured in the same run: `GET /health` (the gateway's HTTP alone), closed loop, and a
+   bare Kafka produce -> consume round trip on the same broker;
+3. `POST /inference` closed loop with 8, 32 and 64 clients, against the HTTP floor;
+4. `POST /inference` at fixed offered rates (open loop): 100, 200, 500, 1,000, 2,000 /s;
+5. `POST /inferences` (100 texts a call), closed loop: texts/s, and how long the lake writer
+   takes after the last answer to hold every text;
+6. CPU and RSS per process under the closed loop.
+Load comes from Debian's `hey`. Figures are from a shared 2-core machine: compare within a run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from bench.harness import Load, Stack, cpu_per_process, hey, kafka_round_trip_ms, rss_per_process
+
+TEXT = "what a lovely day for a walk in the park"
+
+
+def row(label: str, load: Load, floor: Load | None = None) -> str:
+    ratio = f"  ({load.rps / floor.rps:.0%} of the floor)" if floor else ""
+    failed = f"  [{load.failed} not 200: {load.statuses}]" if load.failed else ""
+    return (
+        f"  {label:<34} {load.rps:8,.0f} req/s  p50 {load.p50_ms:6.1f} ms  "
+        f"p99 {load.p99_ms:7.1f} ms{ratio}{failed}"
+    )
+
+
+def per_process(title: str, values: dict[str, float], unit: str, scale: float = 1.0) -> None:
+    shown = {k: v * scale for k, v in sorted(values.items()) if v * scale >= 0.05}
+    total = sum(v * scale for v in values.values())
+    print(f"{title}: total {total:,.1f} {unit}")
+    print("  " + ", ".join(f"{k} {v:,.1f}" for k, v in shown.items()))
+
+
+def lake_count(stack: Stack, tag: str) -> int:
+    import lakehouse
+    from driftline import settings
+
+    s = settings.load({}, home=stack.home)
+    con = lakehouse.connect(s.lake, read_only=True)
+    try:
+        [(count,)] = con.execute(
+            "SELECT count(*) FROM inferences WHERE data LIKE ?", [f"{tag}%"]
+        ).fetchall()
+    finally:
+        con.close()
+    return int(count)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--profile", choices=["embedded", "cluster"], default="embedded")
+    args = parser.parse_args()
+    if shutil.which("hey") is None:
+        sys.exit("hey is missing: make install (apt-get install hey)")
+    home = Path(tempfile.mkdtemp(prefix="driftline-e2e-"))
+    stack = Stack(home, {"DRIFTLINE_PROFILE": args.profile})
+    print(f"driftline e2e: profile {args.profile}, {args.seconds:g} s per measurement, {home}")
+    stack.start()
+    try:
+        run(stack, args.seconds)
+    finally:
+        stack.stop()
+
+
+def run(stack: Stack, seconds: float) -> None:
+    url, body = stack.url, json.dumps({"data": TEXT})
+    hey(f"{url}/inference", 5, 8, body)  # warm up: models loaded, connections open
+    time.sleep(10)  # let the monitor and the lake writer go quiet
+    processes = stack.processes()
+    per_process("idle CPU, % of a core (20 s)", cpu_per_process(processes, 20), "%", 100)
+    per_process("idle RSS, MiB", rss_per_process(processes), "MiB")
+
+    print("floors")
+    floor = hey(f"{url}/health", seconds, 32)
+    print(row("GET /health, 32 clients", floor))
+    fetch_wait = int(stack.env.get("DRIFTLINE_FETCH_WAIT_MS", "50"))
+    kafka = kafka_round_trip_ms(stack.env["DRIFTLINE_BROKERS"], fetch_wait)
+    print(f"  bare Kafka round trip, one at a time  p50 {statistics.median(kafka):6.1f} ms")
+
+    print("POST /inference, closed loop")
+    for clients in (8, 32, 64):
+        load = hey(f"{url}/inference", seconds, clients, body)
+        print(row(f"{clients} clients", load, floor))
+    print("POST /inference, open loop (offered rate)")
+    for rate in (100, 200, 500, 1000, 2000):
+        # 5 requests/s per client: enough clients that slow answers do not lower the rate.
+        load = hey(f"{url}/inference", seconds, rate // 5, body, rate=rate)
+        print(row(f"{rate:,}/s offered", load))
+
+    print("POST /inferences, 100 texts a call, closed loop with 8 clients")
+    tag = uuid.uuid4().hex
+    batch = json.dumps({"items": [{"data": f"{tag} {TEXT} {i}"} for i in range(100)]})
+    cpu: dict[str, float] = {}
+    sampler = threading.Thread(target=lambda: cpu.update(cpu_per_process(processes, seconds * 0.8)))
+    sampler.start()
+    load = hey(f"{url}/inferences", seconds, 8, batch)
+    answered = time.monotonic()
+    sampler.join()
+    texts = int(load.rps * seconds) * 100  # calls answered x texts a call (approximately)
+    print(row("calls", load))
+    print(f"  texts scored: {load.rps * 100:,.0f}/s")
+    while lake_count(stack, tag) < texts * 0.99 and time.monotonic() - answered < 300:
+        time.sleep(1)
+    print(
+        f"  lake: {lake_count(stack, tag):,} of ~{texts:,} texts stored "
+        f"{time.monotonic() - answered:.1f} s after the last answer"
+    )
+    per_process("CPU under the batch load, % of a core", cpu, "%", 100)
+    per_process("RSS under load, MiB", rss_per_process(processes), "MiB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,205 @@
+"""What the benchmarks share: a stack of their own, a compiled load generator, and /proc.
+
+`Stack` runs `driftline up` in a temporary folder on free ports; `hey` drives it (Debian's
+`hey`, compiled, so the client does not eat the measurement on 2 cores); `cpu_per_process`
+and `rss_per_process` read /proc for every process the supervisor runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Stack:
+    """`driftline up` with `env` on top of free ports, in `home`."""
+
+    home: Path
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+
+    def __post_init__(self) -> None:
+        defaults = {
+            "DRIFTLINE_HOME": str(self.home),
+            "DRIFTLINE_BROKERS": f"127.0.0.1:{free_port()}",
+            "DRIFTLINE_GATEWAY_PORT": str(free_port()),
+            "DRIFTLINE_LOGSTORE_PORT": str(free_port()),
+            "DRIFTLINE_FLOW_PORT_BASE": str(free_port()),
+            "DRIFTLINE_MODEL_BOOTSTRAP_SAMPLE": "3000",
+        }
+        self.env = defaults | self.env
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.env['DRIFTLINE_GATEWAY_PORT']}"
+
+    def start(self, timeout: float = 600) -> None:
+        log = (self.home / "up.log").open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "up"],
+            env=os.environ | self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/ready", timeout=5).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"driftline up exited; see {self.home / 'up.log'}")
+            time.sleep(1)
+        raise TimeoutError(f"{self.url} not ready after {timeout:.0f}s")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(120)
+
+    def processes(self) -> dict[str, int]:
+        """Every process of the stack by name: the supervisor's units and their children."""
+        state = json.loads((self.home / "run" / "stack.json").read_text())
+        found = {"supervisor": int(state["supervisor"])}
+        for unit in state["units"].values():
+            for name, pid in unit["processes"].items():
+                found[name] = pid
+                for i, child in enumerate(children(pid)):
+                    found[f"{name}.{i}"] = child
+        return found
+
+
+def children(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                out.append(int(entry.name))
+    return sorted(out)
+
+
+def _cpu_ticks(pid: int) -> int:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])
+
+
+def cpu_per_process(processes: dict[str, int], seconds: float) -> dict[str, float]:
+    """Share of one core each process used over `seconds` (1.0 = a whole core)."""
+    before = {name: _cpu_ticks(pid) for name, pid in processes.items()}
+    time.sleep(seconds)
+    return {
+        name: (_cpu_ticks(pid) - before[name]) / TICKS / seconds for name, pid in processes.items()
+    }
+
+
+def rss_per_process(processes: dict[str, int]) -> dict[str, float]:
+    """Resident memory of each process, in MiB."""
+    out = {}
+    for name, pid in processes.items():
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        found = re.search(r"VmRSS:\s+(\d+) kB", status)
+        out[name] = int(found.group(1)) / 1024 if found else 0.0
+    return out
+
+
+@dataclass(frozen=True)
+class Load:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    statuses: dict[str, int]
+    """HTTP status -> responses."""
+
+    @property
+    def failed(self) -> int:
+        return sum(n for code, n in self.statuses.items() if code != "200")
+
+
+def hey(
+    url: str,
+    seconds: float,
+    clients: int,
+    body: str | None = None,
+    rate: float | None = None,
+) -> Load:
+    """`hey` for `seconds` with `clients` in parallel: a POST of `body`, or a GET; `rate` is
+    the total offered requests/s (open loop), else as fast as answers come (closed loop)."""
+    argv = ["hey", "-z", f"{seconds:g}s", "-c", str(clients)]
+    if body is not None:
+        argv += ["-m", "POST", "-T", "application/json", "-d", body]
+    if rate:
+        argv += ["-q", f"{rate / clients:g}"]
+    out = subprocess.run([*argv, url], capture_output=True, text=True, check=True).stdout
+
+    def number(pattern: str) -> float:
+        found = re.search(pattern, out)
+        return float(found.group(1)) if found else float("nan")
+
+    return Load(
+        rps=number(r"Requests/sec:\s+([\d.]+)"),
+        p50_ms=number(r"50% in ([\d.]+) secs") * 1000,
+        p99_ms=number(r"99% in ([\d.]+) secs") * 1000,
+        statuses={code: int(n) for code, n in re.findall(r"\[(\d{3})\]\s+(\d+) responses", out)},
+    )
+
+
+def kafka_round_trip_ms(brokers: str, fetch_wait_ms: int, n: int = 200) -> list[float]:
+    """Bare Kafka: produce one message and consume it back, `n` times, on a topic of its own,
+    with the consumers' fetch wait of the stack."""
+    from confluent_kafka import Consumer, Producer, TopicPartition
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    topic = "bench.round-trip"
+    admin = AdminClient({"bootstrap.servers": brokers})
+    if topic not in admin.list_topics(timeout=5).topics:
+        admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(10)
+    producer = Producer({"bootstrap.servers": brokers, "linger.ms": 0})
+    consumer = Consumer(
+        {"bootstrap.servers": brokers, "group.id": "bench", "fetch.wait.max.ms": fetch_wait_ms}
+    )
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    while consumer.poll(0.5) is not None:  # read what earlier runs left
+        pass
+    out = []
+    for _ in range(n):
+        marker = uuid.uuid4().bytes
+        started = time.perf_counter()
+        producer.produce(topic, marker)
+        producer.flush()
+        while (msg := consumer.poll(1.0)) is None or msg.value() != marker:
+            pass
+        out.append((time.perf_counter() - started) * 1000)
+    consumer.close()
+    return out
