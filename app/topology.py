@@ -38,6 +38,8 @@ class Spec:
     env: dict[str, str] = field(default_factory=dict)
     user: str | None = None
     cwd: Path | None = None
+    metrics: str | None = None
+    """URL of its Prometheus metrics, if it serves any."""
 
 
 @dataclass
@@ -77,21 +79,71 @@ def flow_command(
     return [sys.executable, "-m", "bytewax.run", f"flows.{flow_name}:flow"], env
 
 
+def metrics_port(settings: Settings, flow_name: str, process: int = 0) -> int | None:
+    """Where process `process` of a flow serves Prometheus metrics: `DRIFTLINE_METRICS_PORT_BASE`
+    + 10 x the flow's index in `FLOWS` + the process index; None when metrics are off.
+
+    >>> from driftline.settings import load
+    >>> metrics_port(load({}), "inference"), metrics_port(load({}), "monitor", 1)
+    (9400, 9441)
+    """
+    base = settings.flows.metrics_port_base
+    if not base:
+        return None
+    return base + settings.flows.METRICS_PORTS_PER_FLOW * FLOWS.index(flow_name) + process
+
+
+def metrics_env(settings: Settings, flow_name: str, process: int = 0) -> dict[str, str]:
+    """The environment that makes `bytewax.run` serve `/metrics` (its dataflow API server:
+    Bytewax's own step metrics and every Python metric of the process) on the flow's port.
+
+    Bytewax binds it on 0.0.0.0, and writes the dataflow's graph to
+    `<home>/run/dataflow/<flow>[-<process>]/dataflow.json` (by default it would write to the
+    working folder). A port already taken costs only the endpoint: the flow runs on."""
+    port = metrics_port(settings, flow_name, process)
+    if port is None:
+        return {}
+    suffix = f"-{process}" if settings.flows.processes > 1 else ""
+    graph = settings.home / "run" / "dataflow" / f"{flow_name}{suffix}"
+    graph.mkdir(parents=True, exist_ok=True)
+    return {
+        "BYTEWAX_DATAFLOW_API_ENABLED": "true",
+        "BYTEWAX_DATAFLOW_API_PORT": str(port),
+        "BYTEWAX_DATAFLOW_API_CACHE_PATH": str(graph),
+    }
+
+
+def metrics_url(settings: Settings, flow_name: str, process: int = 0) -> str | None:
+    port = metrics_port(settings, flow_name, process)
+    return None if port is None else f"http://127.0.0.1:{port}/metrics"
+
+
 def flow_specs(settings: Settings, flow_name: str, log_epoch: str) -> list[Spec]:
     """The processes of one flow: one, or a Bytewax cluster sharing one address list."""
     argv, env = flow_command(settings, flow_name, log_epoch)
     count = settings.flows.processes
+
+    def spec(name: str, argv: list[str], i: int) -> Spec:
+        own = env | metrics_env(settings, flow_name, i)
+        return Spec(name, argv, own, metrics=metrics_url(settings, flow_name, i))
+
     if count == 1:
-        return [Spec(flow_name, argv, env)]
+        return [spec(flow_name, argv, 0)]
     first = settings.flows.port_base + FLOWS.index(flow_name) * count
     addresses = ";".join(f"127.0.0.1:{first + i}" for i in range(count))
     return [
-        Spec(f"{flow_name}-{i}", [*argv, "-i", str(i), "-a", addresses], env) for i in range(count)
+        spec(f"{flow_name}-{i}", [*argv, "-i", str(i), "-a", addresses], i) for i in range(count)
     ]
 
 
-def gateway_spec() -> Spec:
-    return Spec(GATEWAY, [sys.executable, "-m", "app.cli", "gateway"])
+def gateway_spec(settings: Settings | None = None) -> Spec:
+    """The gateway serves its own metrics at `/metrics` on its port (every worker's, summed)."""
+    argv = [sys.executable, "-m", "app.cli", "gateway"]
+    if settings is None:
+        return Spec(GATEWAY, argv)
+    host = settings.gateway.host
+    host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    return Spec(GATEWAY, argv, metrics=f"http://{host}:{settings.gateway.port}/metrics")
 
 
 @dataclass
@@ -161,7 +213,7 @@ def topology(settings: Settings) -> Topology:
             )
         )
     top.units += [top.flow_unit(name) for name in FLOWS]
-    top.units.append(Unit(GATEWAY, lambda: [gateway_spec()]))
+    top.units.append(Unit(GATEWAY, lambda: [gateway_spec(settings)]))
     return top
 
 

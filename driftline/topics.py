@@ -179,6 +179,8 @@ class DriftReport(Message):
     mmd_drift: bool | None = None
     """`mmd` is above `mmd_threshold`."""
     estimated: EstimatedPerformance
+    reference_f1: float | None = None
+    """F1 on the model's held-out reference rows: what `estimated.f1` is compared with."""
     feedback: FeedbackStats
     contradiction: bool = False
     """Feedback-based F1 differs from the CBPE estimate beyond tolerance."""

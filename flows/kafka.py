@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,10 +33,18 @@ from typing import Any
 from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSourceMessage
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient
 
 from driftline.clock import utc_now
+from flows.metrics import CONSUMER_LAG, LAST_MESSAGE, MESSAGES_IN, MESSAGES_OUT
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +56,12 @@ GAP_GRACE = 5.0
 whose offsets were reserved and never written, or messages retention removed)."""
 
 IDLE_SLEEPS = (0.001, 0.005, 0.02, 0.05)
+
 """After 1, 2, 3, 4+ empty polls in a row a partition sleeps this long before the next: short
 at first (a request right after another waits ~1 ms), longer once the flow is really idle."""
+
+LAG_EVERY = 1.0
+"""Seconds between two updates of a partition's consumer-lag gauge."""
 
 
 class Contiguous:
@@ -238,6 +250,16 @@ class _SharedConsumer:
                     )
                 )
 
+    def high_watermark(self, topic: str, partition: int) -> tuple[int, int] | None:
+        """(low, high) watermarks as of the last fetch response: no request to the broker."""
+        try:
+            low, high = self._consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), cached=True
+            )
+        except KafkaException:
+            return None
+        return None if high < 0 else (max(low, 0), high)
+
     def close(self) -> None:
         self._consumer.close()
 
@@ -250,6 +272,10 @@ class _Partition(StatefulSourcePartition[Raw, int]):
         self._offset: int = OFFSET_BEGINNING
         self._empty_polls = 0
         self._awake: datetime | None = None
+        self._taken = MESSAGES_IN.labels(owner.flow, topic)
+        self._last_message = LAST_MESSAGE.labels(owner.flow, topic)
+        self._lag = CONSUMER_LAG.labels(owner.flow, topic, str(partition))
+        self._lag_at = 0.0
 
     def start_at(self, offset: int | None) -> None:
         self._offset = OFFSET_BEGINNING if offset is None else offset
@@ -262,13 +288,26 @@ class _Partition(StatefulSourcePartition[Raw, int]):
             assert last is not None  # a consumed message always has one
             self._offset = last + 1
             self._empty_polls, self._awake = 0, None
+            self._taken.inc(len(batch))
+            self._last_message.set_to_current_time()
         else:
             sleep = max(
                 IDLE_SLEEPS[min(self._empty_polls, len(IDLE_SLEEPS) - 1)], self._shared.quiet_for()
             )
             self._empty_polls += 1
             self._awake = utc_now() + timedelta(seconds=sleep)
+        now = time.monotonic()
+        if now >= self._lag_at:
+            self._lag_at = now + LAG_EVERY
+            self._measure_lag()
         return batch
+
+    def _measure_lag(self) -> None:
+        marks = self._shared.high_watermark(self._topic, self._partition)
+        if marks is not None:
+            low, high = marks
+            position = low if self._offset < 0 else self._offset
+            self._lag.set(max(high - position, 0))  # tansu's end offsets can be a batch early
 
     def next_awake(self) -> datetime | None:
         return self._awake
@@ -290,9 +329,12 @@ class KafkaInput(FixedPartitionedSource[Raw, int]):
         batch_size: int,
         config: dict[str, Any],
         pace: bool = True,
+        flow: str = "",
     ) -> None:
-        """`pace`: fetch only now and then while idle (`Pacing`): not for the request path."""
+        """`pace`: fetch only now and then while idle (`Pacing`): not for the request path.
+        `flow`: the flow's name in its metrics."""
         self._pace = pace
+        self.flow = flow
         self._brokers = brokers
         self._topics = list(topics)
         self._batch_size = batch_size
@@ -338,9 +380,10 @@ class DeliveryFailed(RuntimeError):
 
 
 class _Producer(StatelessSinkPartition[Out]):
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self, config: dict[str, Any], flow: str = "") -> None:
         self._producer = Producer(config)
         self._timeout = int(config.get("message.timeout.ms", 300_000)) / 1000
+        self._flow = flow
 
     def write_batch(self, items: list[Out]) -> None:
         failures: list[str] = []
@@ -359,6 +402,8 @@ class _Producer(StatelessSinkPartition[Out]):
                 raise DeliveryFailed(f"no acknowledgement within {self._timeout:g}s")
         if failures:
             raise DeliveryFailed(f"{len(failures)} message(s) not delivered: {failures[0]}")
+        for topic, count in Counter(item.topic for item in items).items():
+            MESSAGES_OUT.labels(self._flow, topic).inc(count)
 
     def _produce(self, item: Out, delivered: Any) -> None:
         assert item.topic is not None  # `flows.wiring.publish` names the topic of each message
@@ -378,8 +423,9 @@ class _Producer(StatelessSinkPartition[Out]):
 class KafkaOutput(DynamicSink[Out]):
     """Each worker produces through its own producer; a batch counts only once acknowledged."""
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self, config: dict[str, Any], flow: str = "") -> None:
         self._config = config
+        self._flow = flow
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _Producer:
-        return _Producer(self._config)
+        return _Producer(self._config, self._flow)

@@ -41,6 +41,7 @@ from driftline.topics import (
     DeadLetter,
     InferenceResult,
 )
+from flows.metrics import LAKE_DUPLICATES, LAKE_ROWS
 from flows.wiring import Parsed, configured, consume, publish, to_deadletter
 from lakehouse import maintenance
 
@@ -80,6 +81,8 @@ class _LakePartition(StatefulSinkPartition[Batch, None]):
     def write_batch(self, values: list[Batch]) -> None:
         for table_name, rows in values:
             written = lakehouse.write_rows(self._con, TABLES[table_name], rows)
+            LAKE_ROWS.labels(table_name).inc(written)
+            LAKE_DUPLICATES.labels(table_name).inc(len(rows) - written)
             log.info(
                 "batch written",
                 extra={"table": table_name, "rows": written, "duplicates": len(rows) - written},

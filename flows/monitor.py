@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, TypeGuard, cast
@@ -48,6 +49,8 @@ from driftline.topics import (
     Labeled,
     ModelRef,
 )
+from flows import metrics as flow_metrics
+from flows.metrics import EMISSION
 from flows.wiring import Outgoing, Parsed, configured, consume, publish_all, to_deadletter
 
 log = logging.getLogger(__name__)
@@ -162,7 +165,9 @@ class WindowLogic(StatefulBatchLogic):
     def _apply(self, value: Parsed | Event) -> list[Outgoing | Tick | DriftReport]:
         if isinstance(value, Event):
             model = value.origin.message.model
-            out = self._window(model).add_result(value)
+            window = self._window(model)
+            started = time.perf_counter()
+            out = _timed(window.add_result(value), started)
             if out.rejected is not None:
                 return [to_deadletter(_letter(value.origin, out.rejected))]
             if not out.duplicate:
@@ -172,7 +177,8 @@ class WindowLogic(StatefulBatchLogic):
             # update (and no reference needs loading for it).
             return []
         else:
-            out = self.window.add_labeled(value.message)
+            started = time.perf_counter()
+            out = _timed(self.window.add_labeled(value.message), started)
         return _outgoing(out)
 
     def notify_at(self) -> datetime | None:
@@ -181,14 +187,24 @@ class WindowLogic(StatefulBatchLogic):
 
     def on_notify(self) -> tuple[Iterable[Outgoing | Tick | DriftReport], bool]:
         assert self.window is not None  # notify_at is None without a window
-        return _outgoing(self.window.idle()), StatefulBatchLogic.RETAIN
+        started = time.perf_counter()
+        return _outgoing(_timed(self.window.idle(), started)), StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> dict[str, Any] | None:
         return None if self.window is None else self.window.to_state()
 
 
+def _timed(out: Output, started: float) -> Output:
+    """`out`, with the time since `started` observed when it holds reports: an emission."""
+    if out.reports:
+        EMISSION.labels(FLOW).observe(time.perf_counter() - started)
+    return out
+
+
 def _outgoing(out: Output) -> list[Outgoing | Tick | DriftReport]:
     """Alerts to publish; reports go on to the share step first."""
+    for alert in out.alerts:
+        flow_metrics.alert(alert)
     return [*out.reports, *(Outgoing(ALERTS, a) for a in out.alerts)]
 
 
@@ -218,6 +234,7 @@ class ShareLogic(StatefulBatchLogic):
     def _publish(self) -> tuple[Iterable[Outgoing], bool]:
         reports = self.share.ready()
         for report in reports:
+            flow_metrics.report(report)
             log.info(
                 "drift report",
                 extra={

@@ -28,6 +28,7 @@ from driftline import logs
 from driftline.settings import Settings, load
 from driftline.topics import DEADLETTER, DeadLetter, Message, Topic, decode, message_key
 from flows.kafka import KafkaInput, KafkaOutput, Raw
+from flows.metrics import DEAD_LETTERS, reason_kind
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ def read(
         settings.flows.batch_size,
         {k: v for k, v in config.items() if k != "bootstrap.servers"},
         pace,
+        flow=flow.flow_id,
     )
     return op.input(step_id, flow, source)
 
@@ -141,9 +143,14 @@ def to_deadletter(letter: DeadLetter) -> Outgoing:
 
 
 def publish(step_id: str, up: Stream[Outgoing], settings: Settings) -> None:
-    """Serialize and produce each outgoing message to its topic, keyed as the topic says."""
+    """Serialize and produce each outgoing message to its topic, keyed as the topic says.
+    Dead letters are counted here, by kind of reason (`flows.metrics`), whichever step made
+    them."""
+    flow_name = up.flow().flow_id
 
     def serialize(out: Outgoing) -> KafkaSinkMessage[bytes, bytes]:
+        if isinstance(out.message, DeadLetter):
+            DEAD_LETTERS.labels(out.message.flow, reason_kind(out.message.reason)).inc()
         return KafkaSinkMessage(
             key=message_key(out.topic, out.message),
             value=out.message.to_json(),
@@ -151,7 +158,8 @@ def publish(step_id: str, up: Stream[Outgoing], settings: Settings) -> None:
         )
 
     config = producer_config(settings) | {"message.timeout.ms": FLOW_DELIVERY_TIMEOUT_MS}
-    op.output(step_id, op.map(f"{step_id}_serialize", up, serialize), KafkaOutput(config))
+    sink = KafkaOutput(config, flow=flow_name)
+    op.output(step_id, op.map(f"{step_id}_serialize", up, serialize), sink)
 
 
 def consume(

@@ -6,7 +6,8 @@
     PATCH /inference              feedback for an inference (accumulates)
     GET   /experiments[/{name}]   A/B experiments (stored, plus the default one)
     PUT   /experiments/{name}     create or replace an experiment; DELETE removes it
-    GET   /health, /ready, /docs
+    GET   /ui                     the live monitoring dashboard (`gateway.dashboard`)
+    GET   /health, /ready, /docs, /metrics (Prometheus: `gateway.metrics`)
 
 The gateway owns no model: it publishes requests and waits for the inference flow's results,
 so it scales out as replicas and a slow model never blocks its event loop.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -38,7 +40,9 @@ from driftline.topics import (
     InferenceResult,
     ModelRef,
 )
+from gateway import dashboard, metrics
 from gateway.bridge import BrokerUnavailable, KafkaBridge
+from gateway.live import MonitoringTail
 from gateway.schemas import (
     ExperimentIn,
     FeedbackAccepted,
@@ -66,6 +70,7 @@ def problem(code: int, detail: str, inference_id: UUID | None = None) -> ORJSONR
 
 def create_app(settings: Settings) -> FastAPI:
     bridge = KafkaBridge(settings)
+    monitoring = MonitoringTail(settings)
     experiments = ExperimentStore.of(settings)
     ready_cache: dict[str, Any] = {"at": 0.0, "body": None}
 
@@ -73,7 +78,13 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         bridge.start()
         yield
+        monitoring.close()
         await asyncio.to_thread(bridge.close)
+        folder = os.environ.get(metrics.MULTIPROC_ENV)
+        if folder:  # this worker's live gauges stop counting
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(os.getpid(), folder)
 
     app = FastAPI(
         title="driftline gateway",
@@ -81,6 +92,8 @@ def create_app(settings: Settings) -> FastAPI:
         default_response_class=ORJSONResponse,
         lifespan=lifespan,
     )
+    app.add_middleware(metrics.MetricsMiddleware)
+    app.include_router(dashboard.router(settings, monitoring))
 
     async def score(request: InferenceRequest, timeout: float) -> InferenceResult:
         waiting = bridge.expect(request.inference_id)
@@ -212,6 +225,11 @@ def create_app(settings: Settings) -> FastAPI:
         if not await asyncio.to_thread(experiments.delete, name):
             return problem(404, f"no stored experiment {name!r}")
         return Response(status_code=204)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus() -> Response:
+        body, content_type = await asyncio.to_thread(metrics.exposition)
+        return Response(body, media_type=content_type)
 
     @app.get("/health")
     async def health() -> dict[str, str]:

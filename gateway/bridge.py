@@ -20,6 +20,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from broker.clients import consumer_config, producer_config
 from driftline.settings import Settings
 from driftline.topics import RESULTS, InferenceResult, Message, Topic, decode, message_key
+from gateway.metrics import PENDING, PUBLISH_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +126,13 @@ class KafkaBridge:
 
     async def publish(self, topic: Topic, message: Message) -> None:
         """Produce and wait for the broker's acknowledgement, or raise `BrokerUnavailable`."""
+        try:
+            await self._publish(topic, message)
+        except BrokerUnavailable:
+            PUBLISH_ERRORS.labels(topic.name(self._settings.kafka)).inc()
+            raise
+
+    async def _publish(self, topic: Topic, message: Message) -> None:
         if self._all_brokers_down and not await asyncio.to_thread(self.broker_reachable):
             raise BrokerUnavailable("the Kafka broker is unreachable")
         loop = asyncio.get_running_loop()
@@ -168,6 +176,7 @@ class KafkaBridge:
         assert self._loop is not None, "bridge not started"
         future: asyncio.Future[InferenceResult] = self._loop.create_future()
         self._pending.setdefault(inference_id, []).append(future)
+        PENDING.set(len(self._pending))
         return future
 
     def forget(self, inference_id: UUID, future: asyncio.Future[InferenceResult]) -> None:
@@ -176,6 +185,7 @@ class KafkaBridge:
             waiting.remove(future)
         if not waiting:
             self._pending.pop(inference_id, None)
+        PENDING.set(len(self._pending))
 
     def _consume(self) -> None:
         assert self._consumer is not None
@@ -204,6 +214,7 @@ class KafkaBridge:
             for future in self._pending.pop(result.inference_id, []):
                 if not future.done():
                     future.set_result(result)
+        PENDING.set(len(self._pending))
 
 
 def _settle(future: asyncio.Future[None], error: KafkaError | None) -> None:

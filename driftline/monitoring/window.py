@@ -137,7 +137,8 @@ class ModelWindow:
         of one array per emission batch, freed when the batch's last event leaves)."""
         self._unmapped: dict[str, Event] = {}
         """Window events not mapped yet: mapped in one batch at the next emission."""
-        self.policy = AlertPolicy(model, alerts, config, reference.f1(threshold), clock)
+        self.reference_f1 = reference.f1(threshold)
+        self.policy = AlertPolicy(model, alerts, config, self.reference_f1, clock)
         self.window: dict[str, Event] = {}
         """Events inside the open window `[end - length, end)`, by inference id."""
         self.pending: dict[str, Event] = {}
@@ -310,6 +311,7 @@ class ModelWindow:
             mmd_threshold=self.mmd.threshold(),
             mmd_drift=self.mmd.drifted(),
             estimated=EstimatedPerformance.model_validate(estimated, from_attributes=True),
+            reference_f1=self.reference_f1,
             feedback=FeedbackStats(
                 n=fb.realized.n, brier=fb.brier, accuracy=fb.realized.accuracy, f1=fb.realized.f1
             ),
@@ -367,5 +369,5 @@ class ModelWindow:
         w.ks = SlidingKS.from_state(state["ks"])
         w.cbpe = CBPE.from_state(state["cbpe"])
         w.feedback = FeedbackMetrics.from_state(state["feedback"])
-        w.policy = AlertPolicy(model, alerts, config, w.policy.reference_f1, clock, state)
+        w.policy = AlertPolicy(model, alerts, config, w.reference_f1, clock, state)
         return w

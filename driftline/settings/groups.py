@@ -170,6 +170,40 @@ class FlowSettings(Group):
     port_base: int = setting(
         2101, "First port of the flows' cluster addresses (processes > 1).", ge=1024, le=65000
     )
+    metrics_port_base: int = setting(
+        9400,
+        "Prometheus /metrics of the flows: process p of the i-th flow (inference, lakewriter, "
+        "feedback, ab, monitor) listens on this + 10*i + p (0: no metrics endpoint).",
+        env="METRICS_PORT_BASE",
+        ge=0,
+        le=65000,
+    )
+
+    METRICS_PORTS_PER_FLOW: ClassVar[int] = 10
+    METRICS_PORTS: ClassVar[int] = 50
+    """Ports the metrics endpoints may take from `metrics_port_base`: 10 per flow, 5 flows."""
+
+    @model_validator(mode="after")
+    def _metrics_ports_fit(self) -> Self:
+        base = self.metrics_port_base
+        if not base:
+            return self
+        name = self.env_name("metrics_port_base")
+        if base < 1024:
+            raise ValueError(f"{name}: must be 0 (off) or at least 1024 (got {base})")
+        if self.processes > self.METRICS_PORTS_PER_FLOW:
+            raise ValueError(
+                f"{self.env_name('processes')}: at most {self.METRICS_PORTS_PER_FLOW} processes "
+                f"per flow while {name} is set (got {self.processes})"
+            )
+        ours = range(base, base + self.METRICS_PORTS)
+        cluster = range(self.port_base, self.port_base + 5 * max(self.processes, 2))
+        if ours.start < cluster.stop and cluster.start < ours.stop:
+            raise ValueError(
+                f"{name}: its ports {ours.start}-{ours.stop - 1} overlap the flows' cluster "
+                f"addresses from {self.env_name('port_base')} ({self.port_base})"
+            )
+        return self
 
 
 class ServerSettings(Group):

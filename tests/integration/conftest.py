@@ -46,7 +46,16 @@ def wait_until(probe: Callable[[], T | None], timeout: float = 30.0, every: floa
     raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
 
 
+def free_port_block(size: int, avoid: int) -> int:
+    """A free port whose next `size` ports stay clear of `avoid`'s block of as many."""
+    while True:
+        first = free_port()
+        if first + size <= 65000 and (first + size <= avoid or avoid + size <= first):
+            return first
+
+
 def make_settings(home: Path, **overrides: Any) -> Settings:
+    flow_ports = free_port()
     values: dict[str, Any] = {
         "home": home,
         "brokers": f"127.0.0.1:{free_port()}",
@@ -55,7 +64,8 @@ def make_settings(home: Path, **overrides: Any) -> Settings:
         "objectstore_port": free_port(),
         "postgres_port": free_port(),
         "mlflow_port": free_port(),
-        "flow_port_base": free_port(),
+        "flow_port_base": flow_ports,
+        "metrics_port_base": free_port_block(50, flow_ports),  # each flow process's /metrics
         "lake_batch_seconds": 0.3,
         "lake_batch_size": 200,
         "lake_compact_seconds": 5.0,  # compaction runs beside readers and the kill -9 test

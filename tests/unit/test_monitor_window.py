@@ -148,6 +148,8 @@ def test_every_statistic_matches_brute_force_on_the_same_window(run: tuple) -> N
         assert report.estimated.f1 == pytest.approx(2 * tp / (2 * tp + fp + fn), abs=1e-9)
         assert report.estimated.precision == pytest.approx(tp / (tp + fp), abs=1e-9)
         assert report.estimated.recall == pytest.approx(tp / (tp + fn), abs=1e-9)
+        ref_predicted = ref.probabilities >= 0.5
+        assert report.reference_f1 == pytest.approx(f1_score(ref.labels, ref_predicted))
 
         # Feedback: Brier (mean squared error against the feedback mean) and realized F1.
         with_fb = [k for k in keys if k in truth.feedback]
