@@ -195,6 +195,10 @@ class ArmStats(Message):
     mean_feedback: float | None = None
     accuracy: float | None = None
     brier: float | None = None
+    mean_reward: float | None = None
+    """Mean `reward` (agreement of the predicted label with each feedback score)."""
+    posterior: tuple[float, float] | None = None
+    """Beta(alpha, beta) of the mean reward from a uniform prior: what a bandit draws from."""
 
 
 class SequentialTest(Message):

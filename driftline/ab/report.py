@@ -1,10 +1,11 @@
 """Per-experiment, per-arm A/B statistics, updated one result or labeled message at a time.
 
-Per arm: traffic and its share, feedback count and mean score, and, over inferences with
-feedback, realized accuracy (predicted label vs `truth` of the mean feedback) and the Brier
-score (prediction - mean feedback)^2. Between the first two arms that get traffic, an mSPRT
-(`MixtureSPRT`) on the per-score `reward` gives an always-valid p-value,
-a confidence sequence and a decision that can be read after every event.
+Per arm: traffic and its share, feedback count and mean score, mean `reward` and the Beta
+posterior of it that Thompson sampling draws from (`ThompsonSampler.posterior`), and, over
+inferences with feedback, realized accuracy (predicted label vs `truth` of the mean feedback)
+and the Brier score (prediction - mean feedback)^2. Between the first two arms that get
+traffic, an mSPRT (`MixtureSPRT`) on the per-score `reward` gives an always-valid p-value, a
+confidence sequence and a decision that can be read after every event.
 
 A `Labeled` message carries all feedback of its inference so far, so an update replaces the
 inference's earlier contribution, and a re-delivered message (no new feedback) changes nothing.
@@ -33,6 +34,7 @@ from datetime import UTC, datetime
 from typing import Any, Self
 
 from driftline.ab.sequential import MixtureSPRT
+from driftline.ab.thompson import ThompsonSampler
 from driftline.stats.feedback import reward, truth
 from driftline.topics import ABReport, ArmStats, InferenceResult, Labeled, ModelRef, SequentialTest
 
@@ -49,6 +51,8 @@ class _Arm:
     """Inferences with at least one feedback score."""
     correct: float = 0.0
     brier: float = 0.0
+    reward_sum: float = 0.0
+    """Sum of `reward` over every feedback score: the bandit's evidence."""
 
     def stats(self, name: str, total: int) -> ArmStats:
         return ArmStats(
@@ -60,6 +64,8 @@ class _Arm:
             mean_feedback=self.feedback_sum / self.feedback_count if self.feedback_count else None,
             accuracy=self.correct / self.labeled if self.labeled else None,
             brier=self.brier / self.labeled if self.labeled else None,
+            mean_reward=self.reward_sum / self.feedback_count if self.feedback_count else None,
+            posterior=ThompsonSampler.posterior(self.reward_sum, self.feedback_count),
         )
 
 
@@ -102,10 +108,12 @@ class ExperimentStats:
             arm.labeled += 1
         self._score(arm, labeled, scores, sign=1.0)
         for score in scores[counted:]:
+            gained = reward(labeled.label, score)
             arm.feedback_count += 1
             arm.feedback_sum += score
+            arm.reward_sum += gained
             if self.test is not None and labeled.arm in (self.test.arm_a, self.test.arm_b):
-                self.test.update(labeled.arm, reward(labeled.label, score))
+                self.test.update(labeled.arm, gained)
         entry[1] = len(scores)
         self.latest = max(self.latest, labeled.updated_at)
         self.changed = True

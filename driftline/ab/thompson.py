@@ -60,6 +60,19 @@ class ThompsonSampler:
         if not self.posteriors:
             raise ValueError("need at least one arm")
 
+    @staticmethod
+    def posterior(
+        reward_sum: float, count: int, prior_alpha: float = 1.0, prior_beta: float = 1.0
+    ) -> tuple[float, float]:
+        """The Beta(alpha, beta) an arm has after `count` rewards summing to `reward_sum`: what
+        `update` leaves, in one step (for reports, from counts kept elsewhere).
+
+        >>> s = ThompsonSampler(["A"]).update("A", 1.0).update("A", 0.25)
+        >>> tuple(s.posteriors["A"]) == ThompsonSampler.posterior(1.25, 2)
+        True
+        """
+        return prior_alpha + reward_sum, prior_beta + count - reward_sum
+
     def update(self, arm: str, reward: float) -> Self:
         """Credit ``arm`` with one observed reward."""
         if not 0.0 <= reward <= 1.0:

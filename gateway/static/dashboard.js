@@ -35,7 +35,7 @@ function svg(tag, attrs, parent) {
 
 // One chart. series: [{name, color, points: [[t, y]], dashed}], band: [[t, lo, hi]],
 // levels: [{y, label}], markers: [{t, text}]; span: [t0, t1] shared by a section's charts.
-function chart({ id, title, help, series, band = [], levels = [], markers = [], latest = "", span = null }) {
+function chart({ id, title, help, series, band = [], levels = [], markers = [], latest = "", span = null, xfmt = clock }) {
   const box = document.createElement("div");
   box.className = "chart";
   box.innerHTML = `<div class="title"></div><div class="help"></div>`;
@@ -61,8 +61,8 @@ function chart({ id, title, help, series, band = [], levels = [], markers = [], 
     svg("line", { class: "axis", x1: L, y1: T, x2: L, y2: H - B }, root);
     svg("text", { x: 2, y: T + 8 }, root).textContent = fmt(y1, 3);
     svg("text", { x: 2, y: H - B }, root).textContent = fmt(y0, 3);
-    svg("text", { x: L, y: H - 5 }, root).textContent = clock(t0);
-    svg("text", { x: W - R - 48, y: H - 5 }, root).textContent = clock(t1);
+    svg("text", { x: L, y: H - 5 }, root).textContent = xfmt(t0);
+    svg("text", { x: W - R - 48, y: H - 5 }, root).textContent = xfmt(t1);
     if (band.length) {
       const upper = band.map((b) => `${x(b[0])},${y(b[2])}`);
       const lower = band.map((b) => `${x(b[0])},${y(b[1])}`).reverse();
@@ -182,6 +182,31 @@ function modelSection(key, rows, alerts) {
   return section;
 }
 
+// log Gamma by Lanczos (g = 7, 9 terms): enough for plotting Beta densities.
+const LANCZOS = [0.99999999999980993, 676.5203681218851, -1259.1392167224028, 771.32342877765313,
+  -176.61503916999185, 12.507343278686905, -0.13857109526572012, 9.9843695780195716e-6, 1.5056327351493116e-7];
+function logGamma(z) {
+  if (z < 0.5) return Math.log(Math.PI / Math.sin(Math.PI * z)) - logGamma(1 - z);
+  z -= 1;
+  let a = LANCZOS[0];
+  const t = z + 7.5;
+  for (let i = 1; i < 9; i++) a += LANCZOS[i] / (z + i);
+  return 0.5 * Math.log(2 * Math.PI) + (z + 0.5) * Math.log(t) - t + Math.log(a);
+}
+
+// Density of Beta(a, b) on a grid around its mass, for the bandit posteriors chart.
+function betaCurve(a, b) {
+  const mean = a / (a + b), sd = Math.sqrt((a * b) / ((a + b) ** 2 * (a + b + 1)));
+  const lo = Math.max(0, mean - 5 * sd), hi = Math.min(1, mean + 5 * sd);
+  const norm = logGamma(a + b) - logGamma(a) - logGamma(b);
+  const points = [];
+  for (let i = 0; i <= 120; i++) {
+    const x = Math.min(Math.max(lo + ((hi - lo) * i) / 120, 1e-6), 1 - 1e-6);
+    points.push([x, Math.exp(norm + (a - 1) * Math.log(x) + (b - 1) * Math.log(1 - x))]);
+  }
+  return points;
+}
+
 function experimentSection(name, rows) {
   const last = rows[rows.length - 1];
   const at = (r) => time(r.emitted_at);
@@ -207,9 +232,20 @@ function experimentSection(name, rows) {
       latest: (last.arms || []).map((a) => `${a.arm}: ${a.traffic}`).join(", "),
     }),
     chart({
-      id: "arm_reward", title: "Mean reward per arm", help: "Mean feedback score of each arm's inferences (higher is better).",
-      series: perArm("mean_feedback"),
-      latest: (last.arms || []).map((a) => `${a.arm}: ${fmt(a.mean_feedback)} (${a.feedback_count} scores)`).join(", "),
+      id: "arm_reward", title: "Mean reward per arm",
+      help: "Reward: how much each feedback score agrees with the arm's predicted label (1 = fully). Higher is better.",
+      series: perArm("mean_reward"),
+      latest: (last.arms || []).map((a) => `${a.arm}: ${fmt(a.mean_reward)} (${a.feedback_count} scores)`).join(", "),
+    }),
+    chart({
+      id: "posterior", title: "Bandit posteriors: each arm's mean reward",
+      help: "Beta posterior of each arm's mean reward (uniform prior), now. In bandit mode, traffic goes to the arm whose draw from it is largest.",
+      series: (last.arms || []).filter((a) => a.posterior).map((a, i) => ({
+        name: `${a.arm} Beta(${fmt(a.posterior[0])}, ${fmt(a.posterior[1])})`, color: COLORS[i % COLORS.length],
+        points: betaCurve(a.posterior[0], a.posterior[1]),
+      })),
+      xfmt: (v) => fmt(v, 2),
+      latest: "x: mean reward; y: probability density",
     }),
     chart({
       id: "sequential", title: "Sequential test: difference in mean reward",

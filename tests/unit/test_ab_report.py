@@ -15,6 +15,7 @@ import pytest
 
 from driftline.ab.report import ExperimentStats
 from driftline.ab.sequential import MixtureSPRT
+from driftline.ab.thompson import ThompsonSampler
 from driftline.topics import InferenceResult, Labeled
 from flows.feedback import labeled_of
 from tests.factories import make_result
@@ -57,6 +58,13 @@ def test_arm_statistics_match_a_brute_force_recomputation() -> None:
         assert got.mean_feedback == pytest.approx(np.mean(scores))
         assert got.accuracy == pytest.approx(np.mean(labels == (means >= 0.5)))
         assert got.brier == pytest.approx(np.mean((p - means) ** 2))
+        # The bandit's view: a sampler fed every score's reward once has this posterior.
+        rewards = [1 - abs(r.label - s) for r in mine for s in feedback[r.inference_id]]
+        assert got.mean_reward == pytest.approx(np.mean(rewards))
+        sampler = ThompsonSampler([arm])
+        for gained in rewards:
+            sampler.update(arm, gained)
+        assert got.posterior == pytest.approx(tuple(sampler.posteriors[arm]))
 
 
 def test_sequential_test_sees_each_score_once_and_names_the_better_arm() -> None:
