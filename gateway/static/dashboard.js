@@ -34,7 +34,7 @@ function svg(tag, attrs, parent) {
 }
 
 // One chart. series: [{name, color, points: [[t, y]], dashed}], band: [[t, lo, hi]],
-// levels: [{y, label}], markers: [{t, text}]; span: [t0, t1] shared by a section's charts.
+// levels: [{y, label}], markers: [{t, text, kind}] (kind: CSS class, "alert-marker" if none); span: [t0, t1] shared by a section's charts.
 function chart({ id, title, help, series, band = [], levels = [], markers = [], latest = "", span = null, xfmt = clock }) {
   const box = document.createElement("div");
   box.className = "chart";
@@ -80,7 +80,7 @@ function chart({ id, title, help, series, band = [], levels = [], markers = [], 
       if (s.points.length === 1) svg("circle", { cx: x(s.points[0][0]), cy: y(s.points[0][1]), r: 2.5, fill: s.color }, root);
     }
     for (const m of markers) {
-      const line = svg("line", { class: "alert-marker", x1: x(m.t), x2: x(m.t), y1: T, y2: H - B }, root);
+      const line = svg("line", { class: m.kind || "alert-marker", x1: x(m.t), x2: x(m.t), y1: T, y2: H - B }, root);
       svg("title", {}, line).textContent = m.text;
     }
   }
@@ -217,6 +217,8 @@ function experimentSection(name, rows) {
       points: rows.flatMap((r) => (r.arms || []).filter((a) => a.arm === arm && a[field] !== null).map((a) => [at(r), a[field]])),
     }));
   const tested = rows.filter((r) => r.test_difference !== null && r.test_difference !== undefined);
+  const decisions = rows.filter((r, i) => r.test_decision && r.test_decision !== rows[i - 1]?.test_decision)
+    .map((r) => ({ t: at(r), text: `decision: ${r.test_decision}`, kind: "decision-marker" }));
   const section = document.createElement("div");
   section.className = "experiment";
   section.dataset.experiment = name;
@@ -249,10 +251,10 @@ function experimentSection(name, rows) {
     }),
     chart({
       id: "sequential", title: "Sequential test: difference in mean reward",
-      help: `${last.test_arm_b ?? "B"} minus ${last.test_arm_a ?? "A"}, with its always-valid 95% confidence sequence (grey): it may be read at any time.`,
+      help: `${last.test_arm_b ?? "B"} minus ${last.test_arm_a ?? "A"}, with its always-valid 95% confidence sequence (grey): it may be read at any time. Blue lines: the decision changed (hover).`,
       series: [{ name: "difference", color: COLORS[0], points: tested.map((r) => [at(r), r.test_difference]) }],
       band: tested.filter((r) => r.test_ci_lower !== null).map((r) => [at(r), r.test_ci_lower, r.test_ci_upper]),
-      levels: [{ y: 0, label: "no difference" }],
+      levels: [{ y: 0, label: "no difference" }], markers: decisions,
       latest: `decision: ${last.test_decision ?? "not enough feedback yet"}, p-value ${fmt(last.test_p_value, 2)}`,
     }),
   );
