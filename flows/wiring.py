@@ -61,7 +61,7 @@ def read(
     step_id: str, flow: Dataflow, settings: Settings, topics: list[Topic], pace: bool = True
 ) -> Stream[Raw]:
     """Raw messages from `topics`; consumer errors are logged (they carry no message).
-    `pace`: fetch only now and then while idle (`flows.kafka.Pacing`)."""
+    `pace`: fetch only now and then while idle (`flows.fetching.Pacing`)."""
     config = consumer_config(settings, group_id="driftline-" + flow.flow_id)
     source = KafkaInput(
         settings.kafka.brokers,
