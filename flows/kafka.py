@@ -58,8 +58,9 @@ IDLE_SLEEPS = (0.001, 0.005, 0.02, 0.05)
 """After 1, 2, 3, 4+ empty polls in a row a partition sleeps this long before the next: short
 at first (a request right after another waits ~1 ms), longer once the flow is really idle."""
 
-LAG_EVERY = 1.0
-"""Seconds between two updates of a partition's consumer-lag gauge."""
+LAG_EVERY = 0.1
+"""Seconds between two updates of a partition's consumer-lag gauge (a local look-up of the
+watermark the last fetch brought: no request to the broker)."""
 
 
 class _SharedConsumer:

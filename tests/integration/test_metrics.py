@@ -91,6 +91,35 @@ def test_a_bad_message_counts_as_a_dead_letter_and_lag_is_per_partition(live: St
     assert any(name.startswith("bytewax_") for name in after)  # Bytewax's own step metrics
 
 
+def test_lag_rises_under_a_burst_of_requests_and_falls_back(live: Stack) -> None:
+    """20,000 unreadable requests at once: the inference flow takes them 500 at a time and
+    dead-letters each, which takes seconds, so its lag is seen high, then back at 0."""
+    s = live.settings
+    url, topic = metrics_url(live, "inference"), REQUESTS.name(s.kafka)
+    lag_metric = "driftline_flow_consumer_lag_messages"
+    taken = value(wait_until(lambda: scrape(url), timeout=60), "driftline_flow_messages_in_total")
+    burst = 20_000
+    producer = Producer(producer_config(s) | {"linger.ms": 50})
+    for i in range(burst):
+        producer.produce(topic, value=b"not json %d" % i)
+        producer.poll(0)
+    producer.flush(60)
+
+    seen: list[float] = []
+
+    def caught_up() -> bool | None:
+        samples = scrape(url)
+        if samples is None:
+            return None
+        seen.append(value(samples, lag_metric, flow="inference", topic=topic))
+        done = value(samples, "driftline_flow_messages_in_total") >= taken + burst
+        return True if done and seen[-1] == 0 else None
+
+    wait_until(caught_up, timeout=300, every=0.1)
+    print(f"lag seen: max {max(seen):,.0f} over {len(seen)} scrapes")
+    assert max(seen) >= 1_000, seen  # the backlog showed (it starts at up to 20,000)
+
+
 def test_the_monitor_exports_each_models_latest_window(live: Stack, client: httpx.Client) -> None:
     url = metrics_url(live, "monitor")
 
