@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import socket
 import time
 from collections.abc import Callable
@@ -29,6 +30,31 @@ def run_as(user: str | None) -> dict[str, Any]:
     if user is None:
         return {}
     return {"user": user, "group": user, "extra_groups": []}
+
+
+LISTEN_PORTS = range(20_000, 32_000)
+"""Where `free_port` looks: below Linux's ephemeral range (32768-60999), so the port cannot be
+taken by an outgoing connection between the moment it is picked and the server binding it."""
+_handed_out: set[int] = set()
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 free now, not handed out before by this process (tests, benchmarks).
+
+    >>> free_port() != free_port()
+    True
+    """
+    while True:
+        port = random.choice(LISTEN_PORTS)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:

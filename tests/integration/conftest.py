@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,15 +22,10 @@ import pytest
 from app import supervisor
 from driftline import settings
 from driftline.settings import Settings
+from servers.recipe import free_port
 
 T = TypeVar("T")
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_until(probe: Callable[[], T | None], timeout: float = 30.0, every: float = 0.2) -> T:

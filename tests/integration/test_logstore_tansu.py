@@ -24,18 +24,13 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from servers.logstore import BUCKET, client_env
+from servers.recipe import free_port
 
 pytestmark = [pytest.mark.integration]
 
 T = TypeVar("T")
 TOPIC = "orders"
 PARTITIONS = 3
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_until(probe: Callable[[], T | None], what: str, timeout: float = 30.0) -> T:

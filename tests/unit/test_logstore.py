@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import threading
 import time
@@ -23,6 +22,7 @@ from servers.logstore.store import (
     PreconditionFailed,
     store_path,
 )
+from servers.recipe import free_port
 
 NS = {"s3": "http://s3.amazonaws.com/doc/2006-03-01/"}
 RECORDS = "clusters/c/topics/t/partitions/{:010d}/records/"
@@ -208,12 +208,6 @@ def test_retention_deletes_at_most_limit_per_pass(store: LogStore) -> None:
 
 
 # Over HTTP
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture()
