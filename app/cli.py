@@ -31,7 +31,7 @@ from app.experiments import cmd_experiments, parse_arm
 from app.kcat import kcat
 from app.topology import FLOWS
 from driftline import logs, settings
-from driftline.settings import Settings, SettingsError
+from driftline.settings import GatewaySettings, Settings, SettingsError
 
 
 def cmd_broker(s: Settings, args: argparse.Namespace) -> int:
@@ -181,6 +181,11 @@ def cmd_flow(s: Settings, args: argparse.Namespace) -> int:
 def cmd_gateway(s: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
+    refused = s.gateway.open_exposure()
+    if refused:
+        print(f"driftline: {refused}", file=sys.stderr)
+        return 2
+
     if s.gateway.workers > 1:  # whichever worker answers /metrics reports all of them
         from gateway.metrics import prepare_multiprocess
 
@@ -236,6 +241,10 @@ def cmd_up(s: Settings, args: argparse.Namespace) -> int:
 
     if args.profile:
         s = settings.load(profile=args.profile)
+    refused = None if args.servers_only else s.gateway.open_exposure()
+    if refused:
+        print(f"driftline: {refused}", file=sys.stderr)
+        return 2
     return supervisor.up(s, servers_only=args.servers_only)
 
 
@@ -248,6 +257,8 @@ def cmd_config(s: Settings, args: argparse.Namespace) -> int:
         return 0
     width = max(len(variable) for variable, _, _ in rows)
     for variable, value, meaning in rows:
+        if variable == GatewaySettings.env_name("api_keys"):  # never printed
+            value = f"({len(s.gateway.keys)} set)" if s.gateway.keys else ""
         print(f"{variable.ljust(width)}  {value!s:<40}  {meaning}".rstrip())
     return 0
 

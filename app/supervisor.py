@@ -383,8 +383,34 @@ driftline is up ({settings.servers.profile} profile). Experiment \
   Tail:      driftline kcat -C -t {results} -o beginning
   Query:     driftline sql "select * from inferences_with_feedback"
   Logs:      {settings.log_dir}/
+  {api_access(settings)}
 Ctrl-C stops everything.
 """,
         file=out,
         flush=True,
+    )
+
+
+def api_access(settings: Settings) -> str:
+    """The banner's line on API keys: whether the API is open, and what a key guards.
+
+    >>> from driftline.settings import load
+    >>> api_access(load({}))
+    'API open: no DRIFTLINE_API_KEYS set (anyone on this machine may change experiments)'
+    >>> api_access(load({}, api_keys="k" * 16))
+    'API keys: 1 set, required to change experiments (Authorization: Bearer <key> or X-API-Key)'
+    """
+    gateway = settings.gateway
+    if not gateway.keys:
+        where = "on this machine" if gateway.loopback else f"who reaches {gateway.host}"
+        return (
+            f"API open: no {gateway.env_name('api_keys')} set "
+            f"(anyone {where} may change experiments)"
+        )
+    guarded = "to change experiments"
+    if gateway.api_keys_for_scoring:
+        guarded += ", score and send feedback"
+    return (
+        f"API keys: {len(gateway.keys)} set, required {guarded} "
+        "(Authorization: Bearer <key> or X-API-Key)"
     )

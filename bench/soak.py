@@ -25,6 +25,7 @@ import tempfile
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,22 +51,28 @@ class Client:
     invalid: int = 0
     unreadable: int = 0
     stop: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def run(self) -> None:
         from confluent_kafka import Producer
 
         producer = Producer({"bootstrap.servers": self.brokers})
         started, i = time.monotonic(), 0
-        with httpx.Client(base_url=self.url, timeout=30) as http:
+        # Open loop: requests overlap, so a slow answer does not lower the offered rate.
+        with (
+            httpx.Client(base_url=self.url, timeout=30) as http,
+            ThreadPoolExecutor(32) as pool,
+        ):
             while not self.stop.is_set():
                 time.sleep(max(0.0, started + i / self.rate - time.monotonic()))
-                self._one(http, i)
+                pool.submit(self._one, http, i)
                 if i % max(1, round(self.rate)) == 0:  # once a second
                     bad = http.post("/inference", content=b'{"data": ')
-                    self.invalid += bad.status_code in (400, 422)
                     producer.produce(REQUESTS.base, value=b"soak: not json %d" % i)
                     producer.flush(10)
-                    self.unreadable += 1
+                    with self.lock:
+                        self.invalid += bad.status_code in (400, 422)
+                        self.unreadable += 1
                 i += 1
 
     def _one(self, http: httpx.Client, i: int) -> None:
@@ -73,10 +80,13 @@ class Client:
             answer = http.post("/inference", json={"data": f"{self.tag} soak fb {i}"})
             if answer.status_code not in (200, 504):
                 return
-            self.accepted += 1
+            with self.lock:
+                self.accepted += 1
             if answer.status_code == 200:
                 body = {"inference_id": answer.json()["inference_id"], "feedback": i % 2}
-                self.feedback += http.patch("/inference", json=body).status_code == 202
+                scored = http.patch("/inference", json=body).status_code == 202
+                with self.lock:
+                    self.feedback += scored
         except httpx.HTTPError:
             return
 

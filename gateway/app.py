@@ -11,6 +11,13 @@
 
 The gateway owns no model: it publishes requests and waits for the inference flow's results,
 so it scales out as replicas and a slow model never blocks its event loop.
+
+Changing an experiment needs an API key once `DRIFTLINE_API_KEYS` is set (`gateway.auth`), and
+so do scoring and feedback with `DRIFTLINE_API_KEYS_FOR_SCORING`. Every error is a `Problem`
+body with the request's id, and every status a route can answer is in the OpenAPI document
+(`gateway.errors`). Reads never write: the default experiment is shown as the registry makes
+it, and stored only by the inference flow that serves it; it always exists, so DELETE of it is
+refused (409): replace it with PUT.
 """
 
 from __future__ import annotations
@@ -27,9 +34,11 @@ from uuid import UUID
 
 from fastapi import FastAPI, Request, Response, status
 from fastapi.responses import ORJSONResponse
+from pydantic import ValidationError
 
 from driftline.ab import Experiment
 from driftline.clock import utc_now as now
+from driftline.logs import REQUEST_ID
 from driftline.settings import Settings
 from driftline.tables import INFERENCES
 from driftline.topics import (
@@ -41,7 +50,9 @@ from driftline.topics import (
     ModelRef,
 )
 from gateway import dashboard, metrics
+from gateway.auth import guard
 from gateway.bridge import BrokerUnavailable, KafkaBridge
+from gateway.errors import RequestContext, install, utf8
 from gateway.live import MonitoringTail
 from gateway.schemas import (
     ExperimentIn,
@@ -54,7 +65,7 @@ from gateway.schemas import (
     InferenceOut,
     Problem,
 )
-from models.experiments import ExperimentStore, current, missing_models
+from models.experiments import ExperimentStore, current, missing_models, missing_versions
 
 log = logging.getLogger(__name__)
 
@@ -64,15 +75,67 @@ READY_CACHE_SECONDS = 2.0
 
 
 def problem(code: int, detail: str, inference_id: UUID | None = None) -> ORJSONResponse:
-    body = Problem(detail=detail, inference_id=inference_id).model_dump(mode="json")
-    return ORJSONResponse(body, status_code=code)
+    body = Problem(detail=utf8(detail), inference_id=inference_id, request_id=REQUEST_ID.get())
+    return ORJSONResponse(body.model_dump(mode="json", exclude_none=True), status_code=code)
 
 
-def create_app(settings: Settings) -> FastAPI:
-    bridge = KafkaBridge(settings)
+def documented(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these error codes, each a `Problem` (401 with its challenge)."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for code in codes:
+        out[code] = {"model": Problem, "description": ERRORS[code]}
+        if code == 401:
+            out[code]["headers"] = {
+                "WWW-Authenticate": {"schema": {"type": "string"}, "description": "Bearer"}
+            }
+    return out
+
+
+ERRORS = {
+    400: "The body could not be read (not UTF-8, or not JSON).",
+    401: "No API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`.",
+    403: "The API key is not valid.",
+    404: "Not found: the named experiment, path or id.",
+    409: "The default experiment always exists: replace it with PUT, it cannot be deleted.",
+    413: "The body is larger than DRIFTLINE_GATEWAY_MAX_BODY_BYTES.",
+    422: "The request breaks the schema, or names a model that is not registered.",
+    503: "The broker is unreachable, or the model could not score.",
+    504: "No result in time: fetch it later with GET /inference/{inference_id}.",
+}
+BODY = (400, 413, 422)
+"""What any route that reads a body may answer."""
+
+
+def error_status(error: str) -> int:
+    """The HTTP status of a result's `error`: a name the flow could not find is the client's
+    mistake (404 for an experiment, 422 for a model the registry does not know); anything else
+    is the server's (503).
+
+    >>> error_status("MlflowException: Registered Model with name=x not found")
+    422
+    >>> error_status("unknown experiment 'x'"), error_status("OSError: file not found")
+    (404, 503)
+    """
+    lowered = error.lower()
+    if lowered.startswith("unknown experiment"):
+        return 404
+    registry = lowered.startswith("mlflowexception")
+    if registry and ("not found" in lowered or "resource_does_not_exist" in lowered):
+        return 422
+    return 503
+
+
+def create_app(settings: Settings, bridge: KafkaBridge | None = None) -> FastAPI:
+    """The gateway; `bridge` replaces the Kafka bridge in tests."""
+    bridge = bridge or KafkaBridge(settings)
     monitoring = MonitoringTail(settings)
     experiments = ExperimentStore.of(settings)
     ready_cache: dict[str, Any] = {"at": 0.0, "body": None}
+    registered_versions: set[tuple[str, str]] = set()  # versions seen registered: no re-check
+    changes = guard(settings.gateway)  # an API key, once keys are configured
+    scoring = changes if settings.gateway.api_keys_for_scoring else []
+    keyed = (401, 403) if settings.gateway.keys else ()
+    scoring_keyed = keyed if scoring else ()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -93,6 +156,8 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.add_middleware(metrics.MetricsMiddleware)
+    app.add_middleware(RequestContext, max_body_bytes=settings.gateway.max_body_bytes)  # outermost
+    install(app)
     app.include_router(dashboard.router(settings, monitoring))
 
     async def score(request: InferenceRequest, timeout: float) -> InferenceResult:
@@ -107,6 +172,15 @@ def create_app(settings: Settings) -> FastAPI:
         if name is None or name == settings.ab.default_experiment:
             return False
         return await asyncio.to_thread(experiments.get, name) is None
+
+    async def unregistered(refs: list[ModelRef] | None) -> list[str]:
+        """Explicit candidates that are not registered (registered ones are remembered)."""
+        wanted = {(r.name, r.version) for r in refs or ()} - registered_versions
+        if not wanted:
+            return []
+        missing = await asyncio.to_thread(missing_versions, settings, sorted(wanted))
+        registered_versions.update(wanted - set(missing))
+        return [f"no model {name!r} version {version!r}" for name, version in missing]
 
     async def outcome(body: InferenceIn) -> InferenceItemOut:
         """Route, score and log one text: its status and answer, as `POST /inference` gives."""
@@ -125,6 +199,9 @@ def create_app(settings: Settings) -> FastAPI:
 
         if await unknown_experiment(body.experiment):
             return failed(404, f"no experiment {body.experiment!r}")
+        missing = await unregistered(body.models)
+        if missing:
+            return failed(422, "; ".join(missing))
         timeout = settings.gateway.inference_timeout
         try:
             result = await score(request, timeout)
@@ -133,14 +210,15 @@ def create_app(settings: Settings) -> FastAPI:
         except TimeoutError:
             return failed(504, f"no result within {timeout:g}s; {LATER}")
         if result.error is not None:
-            return failed(503, f"could not score: {result.error}")
+            return failed(error_status(result.error), f"could not score: {result.error}")
         out = InferenceOut.from_result(result)
         return InferenceItemOut(inference_id=request.inference_id, status=200, result=out)
 
     @app.post(
         "/inference",
         response_model=InferenceOut,
-        responses={404: {"model": Problem}, 503: {"model": Problem}, 504: {"model": Problem}},
+        responses=documented(*BODY, *scoring_keyed, 404, 503, 504),
+        dependencies=scoring,
     )
     async def post_inference(body: InferenceIn) -> Any:
         item = await outcome(body)
@@ -148,7 +226,12 @@ def create_app(settings: Settings) -> FastAPI:
             return problem(item.status, str(item.detail), item.inference_id)
         return item.result
 
-    @app.post("/inferences", response_model=InferenceBatchOut)
+    @app.post(
+        "/inferences",
+        response_model=InferenceBatchOut,
+        responses=documented(*BODY, *scoring_keyed),
+        dependencies=scoring,
+    )
     async def post_inferences(body: InferenceBatchIn) -> Any:
         """Many texts in one call: each is routed, scored and logged exactly like one
         `POST /inference`, and one text that fails does not fail the others."""
@@ -157,7 +240,8 @@ def create_app(settings: Settings) -> FastAPI:
     @app.get(
         "/inference/{inference_id}",
         response_model=InferenceOut,
-        responses={404: {"model": Problem}, 503: {"model": Problem}},
+        responses=documented(*scoring_keyed, 404, 422, 503),
+        dependencies=scoring,
     )
     async def get_inference(inference_id: UUID) -> Any:
         result = bridge.cache.get(inference_id)
@@ -167,14 +251,16 @@ def create_app(settings: Settings) -> FastAPI:
                 return found
             return problem(404, "no result known for this inference id", inference_id)
         if result.error is not None:
-            return problem(503, f"could not score: {result.error}", inference_id)
+            code = error_status(result.error)
+            return problem(code, f"could not score: {result.error}", inference_id)
         return InferenceOut.from_result(result)
 
     @app.patch(
         "/inference",
         status_code=status.HTTP_202_ACCEPTED,
         response_model=FeedbackAccepted,
-        responses={503: {"model": Problem}},
+        responses=documented(*BODY, *scoring_keyed, 503),
+        dependencies=scoring,
     )
     async def patch_inference(body: FeedbackIn) -> Any:
         feedback = Feedback(
@@ -195,20 +281,26 @@ def create_app(settings: Settings) -> FastAPI:
         found = await asyncio.to_thread(current, settings, experiments)
         return list(found.values())
 
-    @app.get("/experiments/{name}", response_model=Experiment, responses={404: {"model": Problem}})
+    @app.get("/experiments/{name}", response_model=Experiment, responses=documented(404, 422))
     async def get_experiment(name: str) -> Any:
         found = await asyncio.to_thread(current, settings, experiments)
         if name not in found:
             return problem(404, f"no experiment {name!r}")
         return found[name]
 
-    @app.put("/experiments/{name}", response_model=Experiment, responses={422: {"model": Problem}})
+    @app.put(
+        "/experiments/{name}",
+        response_model=Experiment,
+        responses=documented(*BODY, *keyed),
+        dependencies=changes,
+    )
     async def put_experiment(name: str, body: ExperimentIn) -> Any:
         """Create or replace; the inference flow routes by it within the refresh interval."""
         try:
-            experiment = Experiment(name=name, **body.model_dump())
-        except ValueError as exc:
-            return problem(422, str(exc))
+            experiment = Experiment(name=name, **body.model_dump(exclude_unset=True))
+        except ValidationError as exc:  # what the schema cannot say: repeated arm names
+            reasons = (str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+            return problem(422, "; ".join(reasons))
         missing = await asyncio.to_thread(missing_models, settings, experiment)
         if missing:
             return problem(422, "; ".join(missing))
@@ -219,9 +311,14 @@ def create_app(settings: Settings) -> FastAPI:
         "/experiments/{name}",
         status_code=204,
         response_class=Response,
-        responses={404: {"model": Problem}},
+        responses=documented(*keyed, 404, 409, 422),
+        dependencies=changes,
     )
     async def delete_experiment(name: str) -> Response:
+        """Remove a stored experiment. The default one always exists (requests that name none
+        route by it): it cannot be deleted (409), only replaced with PUT."""
+        if name == settings.ab.default_experiment:
+            return problem(409, ERRORS[409])
         if not await asyncio.to_thread(experiments.delete, name):
             return problem(404, f"no stored experiment {name!r}")
         return Response(status_code=204)
@@ -289,6 +386,9 @@ def _from_lake(settings: Settings, inference_id: UUID) -> InferenceOut | None:
             f"FROM lake.{INFERENCES.name} WHERE inference_id = ? AND error IS NULL",
             [str(inference_id)],
         ).fetchone()
+    except Exception:  # no table yet, or a read that failed: nothing found there
+        log.warning("lake look-up failed", exc_info=True)
+        return None
     finally:
         con.close()
     if row is None:

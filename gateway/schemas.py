@@ -1,23 +1,97 @@
-"""The gateway's HTTP bodies. Unknown fields are rejected (422) so a typo never goes unseen."""
+"""The gateway's HTTP bodies. Unknown fields are rejected (422) so a typo never goes unseen.
+
+Types are as strict as the OpenAPI document says: a number field takes a JSON number (an integer
+too) but not `true`, a boolean takes `true`/`false` only, and a time is an RFC 3339 string with
+its offset, never a bare number.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from typing import Literal
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    field_validator,
+    model_validator,
+)
 
-from driftline.ab import Arm
 from driftline.clock import utc_now
-from driftline.topics import InferenceResult, ModelRef, Probability, UtcDatetime
+from driftline.topics import InferenceResult, ModelRef, Probability
 
 FUTURE_SKEW = timedelta(minutes=1)
 """Clock skew tolerated between a client's `created_at` and the gateway's clock."""
 
 
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?(?P<offset>[Zz]|[+-]\d{2}:\d{2})?"
+)
+
+
+def _rfc3339(value: Any) -> Any:
+    """Only an RFC 3339 date-time string, as the schema says (pydantic alone would also take
+    a number, or a numeric string, as Unix time)."""
+    if isinstance(value, datetime):
+        return value
+    found = _RFC3339.fullmatch(value) if isinstance(value, str) else None
+    if found is None:
+        raise ValueError("must be an RFC 3339 date-time string, e.g. 2026-01-01T00:00:00Z")
+    if found["offset"] is None:
+        raise ValueError("timestamp must carry a timezone (UTC)")
+    return value
+
+
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+"""No event time before the Unix epoch, where Kafka's timestamps start."""
+
+
+def _in_range(value: datetime) -> datetime:
+    try:
+        utc = value.astimezone(UTC)  # year 1 at +01:00 is before year 1 in UTC: overflow
+    except OverflowError:
+        raise ValueError("created_at is out of range") from None
+    if utc < EARLIEST:
+        raise ValueError("created_at is before 1970-01-01T00:00:00Z")
+    return utc
+
+
+EventTime = Annotated[datetime, BeforeValidator(_rfc3339), AfterValidator(_in_range)]
+StrictProbability = Annotated[Probability, Field(strict=True)]
+"""A number in [0, 1]: an integer is one, `false` is not."""
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data: Any) -> Any:
+        """JSON may escape a lone surrogate (`"\\ud800"`): no valid text, and no message could
+        carry it on. Refused here (422) rather than failing later."""
+        _check_unicode(data)
+        return data
+
+
+def _check_unicode(value: Any) -> None:
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError as exc:
+            raise ValueError(f"text is not valid Unicode: {exc.reason}") from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_unicode(key)
+            _check_unicode(item)
+    elif isinstance(value, list):
+        for item in value:
+            _check_unicode(item)
 
 
 class InferenceIn(_Body):
@@ -25,17 +99,17 @@ class InferenceIn(_Body):
     subject: str | None = Field(
         None, max_length=512, description="Sticky key (e.g. a user id) for A/B assignment."
     )
-    log_to_lakehouse: bool = Field(True, description="Store the inference in the lake.")
+    log_to_lakehouse: StrictBool = Field(True, description="Store the inference in the lake.")
     experiment: str | None = Field(
         None, description="A/B experiment to route through; the default experiment when absent."
     )
     models: list[ModelRef] | None = Field(
         None, min_length=1, description="Explicit candidates; one is picked per subject."
     )
-    created_at: UtcDatetime | None = Field(
+    created_at: EventTime | None = Field(
         None,
         description="Event time, for backfills and simulations (timezone required, not in the "
-        "future); the time of the request when absent. Monitoring windows use it.",
+        "future, not before 1970); the time of the request when absent. Monitoring windows use it.",
     )
 
     @field_validator("created_at")
@@ -76,7 +150,7 @@ class InferenceItemOut(BaseModel):
     """One text's outcome: the status `POST /inference` would have answered, and its body."""
 
     inference_id: UUID
-    status: int = Field(description="200, or 404 / 503 / 504 with `detail`, as for one text.")
+    status: int = Field(description="200, or 404 / 422 / 503 / 504 with `detail`, as for one text.")
     result: InferenceOut | None = None
     detail: str | None = None
 
@@ -85,17 +159,38 @@ class InferenceBatchOut(BaseModel):
     results: list[InferenceItemOut] = Field(description="In the order of the items.")
 
 
-class ExperimentIn(_Body):
-    """`PUT /experiments/{name}`: the experiment without its name (the path gives it)."""
+class _ArmIn(_Body):
+    name: str = Field(min_length=1, description="Unique within the experiment.")
+    model: str = Field(min_length=1, description="Registered model name.")
+    weight: float = Field(
+        gt=0, allow_inf_nan=False, strict=True, description="Relative share of traffic."
+    )
 
-    arms: list[Arm] = Field(min_length=1)
+
+class AliasArmIn(_ArmIn):
+    """An arm that follows a registry alias (`champion`)."""
+
+    alias: str = Field(min_length=1)
+
+
+class VersionArmIn(_ArmIn):
+    """An arm pinned to one registered version."""
+
+    version: str = Field(min_length=1)
+
+
+class ExperimentIn(_Body):
+    """`PUT /experiments/{name}`: the experiment without its name (the path gives it). Each arm
+    names its model by alias or by version, never both; arm names must differ (422 if not)."""
+
+    arms: list[AliasArmIn | VersionArmIn] = Field(min_length=1)
     mode: Literal["fixed", "bandit"] = "fixed"
     description: str = ""
 
 
 class FeedbackIn(_Body):
     inference_id: UUID
-    feedback: Probability = Field(description="A score in [0, 1]; scores accumulate per id.")
+    feedback: StrictProbability = Field(description="A score in [0, 1]; scores accumulate per id.")
 
 
 class FeedbackAccepted(BaseModel):
@@ -104,6 +199,23 @@ class FeedbackAccepted(BaseModel):
     status: str = "accepted"
 
 
+class ValidationIssue(BaseModel):
+    """One reason a request was refused: where (`["body", "feedback"]`), what and its kind."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
 class Problem(BaseModel):
-    detail: str
-    inference_id: UUID | None = None
+    """Every error answer: the reason, and what identifies the request."""
+
+    detail: str = Field(description="Why the request failed, readable.")
+    inference_id: UUID | None = Field(None, description="The inference concerned, if any.")
+    request_id: str | None = Field(
+        None, description="This request's id (also the X-Request-ID header): quote it."
+    )
+    errors: Annotated[
+        list[ValidationIssue] | None,
+        Field(description="422 only: each validation error of the request."),
+    ] = None

@@ -3,7 +3,9 @@
 SQLite in WAL mode lets the gateway and the CLI write while the inference flow reads; the flow
 re-reads the store every `DRIFTLINE_EXPERIMENT_REFRESH_SECONDS` (`ExperimentCache`), so an edit
 reaches it without a restart. The default experiment (`driftline.ab.default`) is built from the
-MLflow registry when none is stored, and stored once it has two arms.
+MLflow registry when none is stored. The inference flow, which serves it, stores it once it has
+two arms (so a third registered model does not reshuffle it); reading it (`current`, as the
+gateway and `driftline experiments list` do) never writes.
 
 Example
 -------
@@ -20,7 +22,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -31,7 +33,14 @@ from driftline.settings import Settings
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ExperimentCache", "ExperimentStore", "current", "missing_models", "registered"]
+__all__ = [
+    "ExperimentCache",
+    "ExperimentStore",
+    "current",
+    "missing_models",
+    "missing_versions",
+    "registered",
+]
 
 
 class ExperimentStore:
@@ -132,7 +141,9 @@ class ExperimentCache:
         if self._store is None:
             self._store = ExperimentStore.of(self._settings)
         fallback = self._experiments.get(self._settings.ab.default_experiment)
-        self._experiments = current(self._settings, self._store, self._registry, fallback)
+        self._experiments = current(
+            self._settings, self._store, self._registry, fallback, persist=True
+        )
 
 
 def current(
@@ -140,8 +151,10 @@ def current(
     store: ExperimentStore,
     registry: Registry = registered,
     fallback: Experiment | None = None,
+    persist: bool = False,
 ) -> dict[str, Experiment]:
-    """Stored experiments plus the default one, stored as soon as it has two arms.
+    """Stored experiments plus the default one; with `persist` (the inference flow, which
+    serves it) the default is stored as soon as it has two arms. Without it this only reads.
 
     When the registry cannot be read, `fallback` (the default served so far) stays in place.
     """
@@ -154,7 +167,7 @@ def current(
         except Exception:  # registry unreachable: keep serving what we had
             log.exception("cannot build the default experiment")
             default, complete = fallback, False
-        if complete and default is not None:
+        if persist and complete and default is not None:
             store.put(default)
         if default is not None:
             experiments[name] = default
@@ -177,4 +190,19 @@ def missing_models(settings: Settings, experiment: Experiment) -> list[str]:
             registry.client(settings).get_model_version(arm.model, arm.version)
         except MlflowException:
             missing.append(f"arm {arm.name!r}: no model {arm.model!r} version {arm.version!r}")
+    return missing
+
+
+def missing_versions(settings: Settings, refs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Of (model name, version) pairs, those the registry does not have."""
+    from mlflow.exceptions import MlflowException
+
+    from models import registry
+
+    missing = []
+    for name, version in refs:
+        try:
+            registry.client(settings).get_model_version(name, version)
+        except MlflowException:  # not found, or not a version number
+            missing.append((name, version))
     return missing

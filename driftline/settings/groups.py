@@ -129,6 +129,66 @@ class GatewaySettings(Group):
         100_000, "Results kept in memory for GET /inference/{id}.", env="RESULT_CACHE_SIZE", ge=1
     )
     workers: int = setting(0, "Gateway processes on the one port (0: the profile's).", ge=0)
+    api_keys: str = setting(
+        "",
+        "API keys, comma separated (each 16+ characters, no spaces): required, as "
+        "`Authorization: Bearer <key>` or `X-API-Key`, on every request that changes state "
+        "(PUT/DELETE /experiments). Empty: the API is open (loopback only, see ALLOW_OPEN).",
+        env="API_KEYS",
+        repr=False,
+    )
+    api_keys_for_scoring: bool = setting(
+        False,
+        "Require a key on scoring and feedback too (POST/PATCH /inference, POST /inferences, "
+        "GET /inference/{id}); needs DRIFTLINE_API_KEYS.",
+        env="API_KEYS_FOR_SCORING",
+    )
+    allow_open: bool = setting(
+        False,
+        "Let the gateway listen on a non-loopback host with no API keys (open to anyone who can "
+        "reach it); without it the gateway refuses to start so.",
+    )
+    max_body_bytes: int = setting(
+        1_048_576, "Largest request body the gateway reads; larger ones get 413.", ge=1024
+    )
+
+    MIN_KEY_LENGTH: ClassVar[int] = 16
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The configured API keys (empty: the API is open)."""
+        return tuple(k.strip() for k in self.api_keys.split(",") if k.strip())
+
+    @property
+    def loopback(self) -> bool:
+        """Whether the gateway listens on a loopback address only."""
+        host = self.host.strip("[]").lower()
+        return host == "localhost" or host == "::1" or host.startswith("127.")
+
+    def open_exposure(self) -> str | None:
+        """Why the gateway must not start as configured (open on a non-loopback host), or
+        None when it may."""
+        if self.keys or self.loopback or self.allow_open:
+            return None
+        return (
+            f"the gateway would listen on {self.host} with no API keys, open to anyone who can "
+            f"reach it: set {self.env_name('api_keys')}, or {self.env_name('allow_open')}=true "
+            "to run it open on purpose"
+        )
+
+    @model_validator(mode="after")
+    def _keys_are_usable(self) -> Self:
+        name = self.env_name("api_keys")
+        for key in self.keys:
+            if len(key) < self.MIN_KEY_LENGTH or not key.isprintable() or " " in key:
+                # The message never repeats a key: settings errors are printed and logged.
+                raise ValueError(
+                    f"{name}: every key must be at least {self.MIN_KEY_LENGTH} printable "
+                    "characters without spaces"
+                )
+        if self.api_keys_for_scoring and not self.keys:
+            raise ValueError(f"{self.env_name('api_keys_for_scoring')}: needs {name} to be set")
+        return self
 
 
 class ABSettings(Group):

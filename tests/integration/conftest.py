@@ -48,6 +48,11 @@ def free_port_block(size: int, avoid: int) -> int:
             return first
 
 
+API_KEY = "driftline-test-key-7f3a9c2e"
+"""The stack's API key (`DRIFTLINE_API_KEYS`): changing an experiment needs it."""
+WITH_KEY = {"X-API-Key": API_KEY}
+
+
 def make_settings(home: Path, **overrides: Any) -> Settings:
     flow_ports = free_port()
     values: dict[str, Any] = {
@@ -69,6 +74,7 @@ def make_settings(home: Path, **overrides: Any) -> Settings:
         "monitor_slide_seconds": 2.0,
         "monitor_lateness_seconds": 3.0,
         "monitor_idle_seconds": 10.0,  # windows of a model that stops getting traffic close
+        "api_keys": API_KEY,
     }
     return settings.load({}, **(values | overrides))
 
@@ -159,5 +165,6 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 @pytest.fixture()
 def client(live: Stack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=live.url, timeout=30) as http:
+    """A client of the stack's gateway that sends the API key."""
+    with httpx.Client(base_url=live.url, timeout=30, headers=WITH_KEY) as http:
         yield http

@@ -16,7 +16,7 @@ from scipy.stats import binomtest
 import lakehouse
 from driftline.settings import Settings
 from driftline.topics import AB, LABELED
-from tests.integration.conftest import Stack, wait_until
+from tests.integration.conftest import WITH_KEY, Stack, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -69,7 +69,7 @@ def split(live: Stack, client: httpx.Client) -> str:
 
 @pytest.fixture(scope="module")
 def client(live: Stack) -> httpx.Client:
-    with httpx.Client(base_url=live.url, timeout=30) as http:
+    with httpx.Client(base_url=live.url, timeout=30, headers=WITH_KEY) as http:
         yield http
 
 
