@@ -49,18 +49,8 @@ def per_process(title: str, values: dict[str, float], unit: str, scale: float = 
 
 
 def lake_count(stack: Stack, tag: str) -> int:
-    import lakehouse
-    from driftline import settings
-
-    s = settings.load({}, home=stack.home)
-    con = lakehouse.connect(s.lake, read_only=True)
-    try:
-        [(count,)] = con.execute(
-            "SELECT count(*) FROM inferences WHERE data LIKE ?", [f"{tag}%"]
-        ).fetchall()
-    finally:
-        con.close()
-    return int(count)
+    sql = "SELECT count(*) FROM inferences WHERE data LIKE ?"
+    return int(stack.lake_rows(sql, [f"{tag}%"])[0][0])
 
 
 def main() -> None:

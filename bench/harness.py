@@ -17,6 +17,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -73,6 +74,17 @@ class Stack:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             self.proc.wait(120)
+
+    def lake_rows(self, sql: str, params: list[Any] | dict[str, Any]) -> list[tuple[Any, ...]]:
+        """`sql` on the stack's lake, read-only (safe beside its lake writer)."""
+        import lakehouse
+        from driftline import settings
+
+        con = lakehouse.connect(settings.load({}, home=self.home).lake, read_only=True)
+        try:
+            return con.execute(sql, params).fetchall()
+        finally:
+            con.close()
 
     def processes(self) -> dict[str, int]:
         """Every process of the stack by name: the supervisor's units and their children."""

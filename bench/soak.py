@@ -93,26 +93,14 @@ class Client:
 
 def lake_counts(stack: Stack, tag: str, since: float) -> tuple[int, int, int]:
     """(inferences, feedback scores, inference dead letters) the lake holds from this run."""
-    import lakehouse
-    from driftline import settings
-
-    con = lakehouse.connect(settings.load({}, home=stack.home).lake, read_only=True)
-    try:
-        [(inferences,)] = con.execute(
-            "SELECT count(*) FROM inferences WHERE data LIKE ?", [f"{tag}%"]
-        ).fetchall()
-        [(feedback,)] = con.execute(
-            "SELECT count(*) FROM feedback f JOIN inferences i USING (inference_id) "
-            "WHERE i.data LIKE ?",
-            [f"{tag}%"],
-        ).fetchall()
-        [(dead,)] = con.execute(
-            "SELECT count(*) FROM deadletters WHERE flow = 'inference' "
-            "AND epoch(failed_at) >= ? AND reason LIKE 'not JSON%'",
-            [since],
-        ).fetchall()
-    finally:
-        con.close()
+    [(inferences, feedback, dead)] = stack.lake_rows(
+        "SELECT (SELECT count(*) FROM inferences WHERE data LIKE $tag), "
+        "(SELECT count(*) FROM feedback f JOIN inferences i USING (inference_id) "
+        " WHERE i.data LIKE $tag), "
+        "(SELECT count(*) FROM deadletters WHERE flow = 'inference' "
+        " AND epoch(failed_at) >= $since AND reason LIKE 'not JSON%')",
+        {"tag": f"{tag}%", "since": since},
+    )
     return int(inferences), int(feedback), int(dead)
 
 

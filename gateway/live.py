@@ -38,10 +38,10 @@ history when it reconnects)."""
 
 def json_ready(row: Row, table: LakeTable) -> Row:
     """A row as the page reads it: JSON columns parsed (the lake returns them as text)."""
+    parsed = {column for column, kind in table.columns.items() if kind == "JSON"}
     return {
-        column: json.loads(value) if kind == "JSON" and isinstance(value, str) else value
+        column: json.loads(value) if column in parsed and isinstance(value, str) else value
         for column, value in row.items()
-        for kind in (table.columns.get(column),)
     }
 
 
