@@ -47,13 +47,21 @@ def _user() -> str | None:
     return SYSTEM_USER
 
 
-def _reachable_by(user: str, folder: Path) -> None:
-    """Let `user` own `folder` and pass through its parents (a pytest tmp folder is 0700)."""
-    entry = pwd.getpwnam(user)
-    for parent in folder.parents:
+def _traversable(path: Path) -> None:
+    """Let any user pass through the parents of `path` (a pytest or `mktemp -d` folder is
+    0700): the server's user must reach both its data folder and the PostgreSQL binaries, which
+    sit in the project's virtualenv, wherever it was cloned."""
+    for parent in path.parents:
         mode = parent.stat().st_mode
         if not mode & 0o001:
             parent.chmod(mode | 0o001)
+
+
+def _reachable_by(user: str, folder: Path) -> None:
+    """Let `user` own `folder` and reach it, and reach the PostgreSQL binaries."""
+    entry = pwd.getpwnam(user)
+    _traversable(folder)
+    _traversable(Path(_bin("initdb")))
     if folder.stat().st_uid != entry.pw_uid:
         os.chown(folder, entry.pw_uid, entry.pw_gid)
         folder.chmod(0o700)
