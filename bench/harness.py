@@ -13,6 +13,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -50,6 +51,11 @@ class Stack:
         return f"http://127.0.0.1:{self.env['DRIFTLINE_GATEWAY_PORT']}"
 
     def start(self, timeout: float = 600) -> None:
+        """Start the stack in a session of its own. A SIGTERM to the benchmark (`timeout`, a
+        CI runner) then exits through its `finally: stop()`, not around it: the stack would
+        otherwise outlive it and load every later measurement on the machine."""
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, lambda signum, _: sys.exit(128 + signum))
         log = (self.home / "up.log").open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "app.cli", "up"],

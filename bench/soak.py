@@ -157,7 +157,7 @@ def run(stack: Stack, seconds: float, rate: float, every: float) -> None:
         print(
             f"t={time.monotonic() - started:5.0f}s  CPU {sum(cpu.values()) * 100:5.1f}%  "
             f"RSS {sum(rss.values()):7,.0f} MiB  "
-            + ", ".join(f"{k} {rss[k]:.0f}" for k in sorted(rss)),
+            + ", ".join(f"{k} {rss[k]:.0f}/{cpu.get(k, 0) * 100:.0f}%" for k in sorted(rss)),
             flush=True,
         )
     hey_thread.join()

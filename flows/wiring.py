@@ -61,7 +61,8 @@ def read(
     step_id: str, flow: Dataflow, settings: Settings, topics: list[Topic], pace: bool = True
 ) -> Stream[Raw]:
     """Raw messages from `topics`; consumer errors are logged (they carry no message).
-    `pace`: fetch only now and then while idle (`flows.fetching.Pacing`)."""
+    `pace`: fetch only now and then while idle (`flows.fetching.Pacing`), and gather messages
+    for `DRIFTLINE_KAFKA_GATHER_MS` once at the end of the log."""
     config = consumer_config(settings, group_id="driftline-" + flow.flow_id)
     source = KafkaInput(
         settings.kafka.brokers,
@@ -69,6 +70,7 @@ def read(
         settings.flows.batch_size,
         {k: v for k, v in config.items() if k != "bootstrap.servers"},
         pace,
+        gather=settings.kafka.gather_ms / 1000 if pace else 0.0,
         flow=flow.flow_id,
     )
     return op.input(step_id, flow, source)

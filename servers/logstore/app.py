@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import time
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -49,6 +50,25 @@ def iso_time(ms: int) -> str:
     '2023-11-14T22:13:20.123Z'
     """
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
+
+
+@functools.lru_cache(maxsize=16384)
+def contents(key: str, meta: Meta, url: bool) -> str:
+    """One object's `<Contents>` in a listing. Kept: tansu lists a partition's every batch on
+    each fetch of a consumer behind the end, so the same objects are listed many times a second
+    under load (rendering them was 40% of this server's CPU).
+
+    >>> meta = Meta(size=3, etag='"e"', modified_ms=1_700_000_000_123)
+    >>> contents("a&b", meta, url=False)[:81]
+    '<Contents><Key>a&amp;b</Key><LastModified>2023-11-14T22:13:20.123Z</LastModified>'
+    >>> contents("a&b", meta, url=True)[:25]
+    '<Contents><Key>a%26b</Key'
+    """
+    return (
+        f"<Contents><Key>{quote(key, safe='/') if url else escape(key)}</Key>"
+        f"<LastModified>{iso_time(meta.modified_ms)}</LastModified><ETag>{escape(meta.etag)}"
+        f"</ETag><Size>{meta.size}</Size><StorageClass>STANDARD</StorageClass></Contents>"
+    )
 
 
 def encode_token(start: str) -> str:
@@ -179,12 +199,7 @@ class S3App:
             parts.append(
                 f"<NextContinuationToken>{encode_token(page.next_start)}</NextContinuationToken>"
             )
-        parts.extend(
-            f"<Contents><Key>{text(key)}</Key><LastModified>{iso_time(meta.modified_ms)}"
-            f"</LastModified><ETag>{escape(meta.etag)}</ETag><Size>{meta.size}</Size>"
-            "<StorageClass>STANDARD</StorageClass></Contents>"
-            for key, meta in page.contents
-        )
+        parts.extend(contents(key, meta, url) for key, meta in page.contents)
         parts.extend(
             f"<CommonPrefixes><Prefix>{text(folded)}</Prefix></CommonPrefixes>"
             for folded in page.prefixes
