@@ -78,7 +78,7 @@ def test_out_of_domain_texts_raise_feature_and_prediction_drift_and_an_alert(liv
                 return before[-1], after
         return None
 
-    baseline, later = wait_until(after_switch, timeout=20)
+    baseline, later = wait_until(after_switch, timeout=60)
     model, first, last = baseline.model, later[0], later[-1]
     assert first.window_end.timestamp() - switched.timestamp() < 2 * slide
     # Within five slides (a window up to half SMS) the shift shows as significant feature drift
@@ -98,7 +98,7 @@ def test_out_of_domain_texts_raise_feature_and_prediction_drift_and_an_alert(liv
         found = [decode(Alert, v) for v in read_topic(s, ALERTS.name(s.kafka))]
         return [a for a in found if a.model == model and a.window_end > switched] or None
 
-    metrics = {a.metric for a in wait_until(alerts, timeout=20)}
+    metrics = {a.metric for a in wait_until(alerts, timeout=60)}
     assert {"ks_d", "domain_auc"} & metrics
 
     def stored() -> list[tuple] | None:  # the same report in the lake, once
@@ -112,7 +112,7 @@ def test_out_of_domain_texts_raise_feature_and_prediction_drift_and_an_alert(liv
             or None
         )
 
-    assert wait_until(stored, timeout=20) == [(last.n, last.ks_d, last.domain_auc)]
+    assert wait_until(stored, timeout=60) == [(last.n, last.ks_d, last.domain_auc)]
 
     def closed_by_idleness() -> list[DriftReport] | None:
         # No result is newer than `sent_until`, so only the wall clock can close a window
