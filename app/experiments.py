@@ -79,7 +79,8 @@ def cmd_experiments(s: Settings, args: argparse.Namespace) -> int:
                 name=args.name, arms=arms, mode=args.mode, description=args.description
             )
         except ValidationError as exc:
-            print("; ".join(str(e["msg"]) for e in exc.errors()), file=sys.stderr)
+            reasons = (str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+            print("; ".join(reasons), file=sys.stderr)
             return 2
         missing = missing_models(s, experiment)
         if missing:

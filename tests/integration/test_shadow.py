@@ -11,6 +11,7 @@ import uuid
 
 import httpx
 import pytest
+from playwright.sync_api import Page
 
 import lakehouse
 from driftline.ab import Experiment
@@ -177,3 +178,29 @@ def test_shadow_arms_from_the_command_line_and_an_experiment_of_shadows_only_ref
     refused = client.put("/experiments/shadows-only", json=only)
     assert refused.status_code == 422
     assert "needs an arm that is not a shadow" in refused.json()["detail"]
+
+
+def test_the_dashboard_charts_a_shadow_arms_agreement_and_reward(
+    live: Stack, client: httpx.Client, page: Page
+) -> None:
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(f"{live.url}/ui")
+    page.wait_for_selector("#live.on", timeout=30_000)
+    arms = [EXPERIMENT["arms"][0], EXPERIMENT["arms"][1]]
+    assert client.put("/experiments/charted", json={"arms": arms}).status_code == 200
+
+    def post() -> str | None:
+        answer = client.post("/inference", json={"data": "so good", "experiment": "charted"})
+        return answer.json()["inference_id"] if answer.status_code == 200 else None
+
+    first = wait_until(post, timeout=30)
+    for inference_id in [first, *(wait_until(post) for _ in range(4))]:
+        sent = {"inference_id": inference_id, "feedback": 1.0}
+        assert client.patch("/inference", json=sent).status_code == 202
+    for chart in ("shadow_agreement", "shadow_reward"):
+        selector = f"[data-experiment=charted] svg[data-chart={chart}]"
+        page.wait_for_function(
+            f"document.querySelector('{selector}')?.dataset.points > 0", timeout=60_000
+        )
+    assert not errors, errors
