@@ -12,6 +12,7 @@ driftline simulate [--drift-at 0.5] replay the monitor set through the gateway (
 driftline flow NAME                 run one flow with recovery on (see `driftline flow -h`)
 driftline gateway                   run the HTTP gateway
 driftline experiments list|show|put|delete [NAME] [--arm A=MODEL@ALIAS:W ...] [--mode bandit]
+                                            [--shadow S=MODEL@ALIAS:SAMPLE ...]
 driftline sql "SELECT ..."          query the lake (read-only, safe beside the writer)
 driftline kcat ARGS...              kcat against the broker, with a compatible librdkafka
 """
@@ -27,7 +28,7 @@ import shutil
 import sys
 from collections.abc import Sequence
 
-from app.experiments import cmd_experiments, parse_arm
+from app.experiments import cmd_experiments, parse_arm, parse_shadow
 from app.kcat import kcat
 from app.topology import FLOWS
 from driftline import logs, settings
@@ -380,6 +381,13 @@ def parser() -> argparse.ArgumentParser:
         action="append",
         type=parse_arm,
         help="put: NAME=MODEL@ALIAS[:WEIGHT] or NAME=MODEL/VERSION[:WEIGHT], repeatable",
+    )
+    e.add_argument(
+        "--shadow",
+        action="append",
+        type=parse_shadow,
+        help="put: a shadow arm, NAME=MODEL@ALIAS[:SAMPLE] or NAME=MODEL/VERSION[:SAMPLE]: it "
+        "scores the share SAMPLE (default 1) of requests and never answers, repeatable",
     )
     e.add_argument("--mode", choices=["fixed", "bandit"], default="fixed")
     e.add_argument("--description", default="")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from driftline.ab import Experiment
+from pydantic import ValidationError
+
+from driftline.ab import Arm, Experiment
 from driftline.settings import Settings
 from models.experiments import ExperimentStore, current, missing_models
 
@@ -29,6 +31,35 @@ def parse_arm(spec: str) -> dict[str, object]:
     return arm | ({"alias": alias} if at else {"version": version})
 
 
+def parse_shadow(spec: str) -> dict[str, object]:
+    """`NAME=MODEL@ALIAS[:SAMPLE]` or `NAME=MODEL/VERSION[:SAMPLE]` as a shadow arm's fields.
+
+    >>> arm = parse_shadow("S=sentiment_xgboost_tfidf@champion:0.5")
+    >>> arm["name"], arm["alias"], arm["shadow"], arm["shadow_sample"], "weight" in arm
+    ('S', 'champion', True, 0.5, False)
+    """
+    try:
+        arm = parse_arm(spec)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"shadow {spec!r}: expected NAME=MODEL@ALIAS[:SAMPLE]"
+        ) from None
+    return {k: v for k, v in arm.items() if k != "weight"} | {
+        "shadow": True,
+        "shadow_sample": arm["weight"],
+    }
+
+
+def describe(arm: Arm) -> str:
+    """One arm as `experiments list` shows it: as `--arm` or `--shadow` would write it.
+
+    >>> describe(Arm(name="S", model="m", version="2", shadow=True, shadow_sample=0.5))
+    'S=m/2:shadow 0.5'
+    """
+    address = f"{arm.name}={arm.model}{'@' + arm.alias if arm.alias else '/' + str(arm.version)}"
+    return f"{address}:shadow {arm.shadow_sample:g}" if arm.shadow else f"{address}:{arm.weight:g}"
+
+
 def cmd_experiments(s: Settings, args: argparse.Namespace) -> int:
     if args.action != "list" and not args.name:
         print(f"experiments {args.action} needs a NAME", file=sys.stderr)
@@ -42,9 +73,15 @@ def cmd_experiments(s: Settings, args: argparse.Namespace) -> int:
         if not args.arm:
             print("put needs at least one --arm", file=sys.stderr)
             return 2
-        experiment = Experiment(
-            name=args.name, arms=args.arm, mode=args.mode, description=args.description
-        )
+        arms = (*args.arm, *(args.shadow or ()))
+        try:
+            experiment = Experiment(
+                name=args.name, arms=arms, mode=args.mode, description=args.description
+            )
+        except ValidationError as exc:
+            reasons = (str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+            print("; ".join(reasons), file=sys.stderr)
+            return 2
         missing = missing_models(s, experiment)
         if missing:
             print("; ".join(missing), file=sys.stderr)
@@ -60,9 +97,5 @@ def cmd_experiments(s: Settings, args: argparse.Namespace) -> int:
         print(found[args.name].model_dump_json(indent=2))
         return 0
     for e in found.values():
-        arms = ", ".join(
-            f"{a.name}={a.model}{'@' + a.alias if a.alias else '/' + str(a.version)}:{a.weight:g}"
-            for a in e.arms
-        )
-        print(f"{e.name}\t{e.mode}\t{arms}")
+        print(f"{e.name}\t{e.mode}\t{', '.join(map(describe, e.arms))}")
     return 0

@@ -106,6 +106,9 @@ class InferenceResult(Message):
     scored_at: UtcDatetime
     error: str | None = None
     """Set instead of a prediction when the request was valid but could not be scored."""
+    shadow_of: UUID | None = None
+    """Set on a shadow arm's result: the inference it shadows, whose answer went to the caller
+    (`driftline.ab.shadow`). Nobody waits for a shadow result and no feedback reaches it."""
 
 
 class Feedback(Message):
@@ -201,6 +204,27 @@ class ArmStats(Message):
     """Beta(alpha, beta) of the mean reward from a uniform prior: what a bandit draws from."""
 
 
+class ShadowStats(Message):
+    """A shadow arm against the arms that answered the same inferences (`driftline.ab.shadow`)."""
+
+    arm: str
+    model: ModelRef | None = None
+    scored: int = 0
+    """Shadow results (the shadow's traffic, never counted as the experiment's)."""
+    paired: int = 0
+    """Shadow results whose answered inference is known: what `agreement` is over."""
+    agreement: float | None = None
+    """Share of paired inferences where the shadow's label equals the answered label."""
+    feedback_count: int = 0
+    """Feedback scores on paired inferences: what the rewards are over."""
+    mean_reward: float | None = None
+    """Mean `reward` of the shadow's label against the feedback on the answered inference."""
+    answered_mean_reward: float | None = None
+    """Mean `reward` of the answered label against the same feedback scores."""
+    reward_difference: float | None = None
+    """`mean_reward` - `answered_mean_reward`: above 0, the shadow would have done better."""
+
+
 class SequentialTest(Message):
     arm_a: str
     arm_b: str
@@ -219,6 +243,8 @@ class ABReport(Message):
     emitted_at: UtcDatetime
     arms: list[ArmStats]
     test: SequentialTest | None = None
+    shadows: list[ShadowStats] = []
+    """One per shadow arm that scored something; empty without shadow arms."""
 
 
 class Alert(Message):

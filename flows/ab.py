@@ -3,7 +3,8 @@
     python -m bytewax.run flows.ab:flow
 
 Keyed by experiment. Each experiment's `ExperimentStats` (traffic share, feedback, realized
-accuracy, Brier score and an always-valid mSPRT between arms) is updated per message, and a
+accuracy, Brier score and an always-valid mSPRT between arms; shadow arms paired with the
+answered inferences they shadow, `driftline.ab.shadow`) is updated per message, and a
 report is emitted when something changed, at most every `DRIFTLINE_AB_REPORT_SECONDS` of
 processing time per experiment; a timer emits the last change of a quiet period. The state is
 snapshotted by Bytewax recovery; a report replayed after a crash carries the same `emitted_at`

@@ -16,8 +16,9 @@ unknown id, or one whose result already expired) goes to `deadletter` with the r
 The time-to-live runs on processing time (wall clock, so it continues across a restart): feedback
 is a reaction to an answer that was just served, and event time on the feedback topic need not
 advance at all when traffic is quiet. Readiness probes and results without a prediction are
-ignored. State is snapshotted by Bytewax recovery, so after a `kill -9` a replayed feedback
-message is recognised by its id and nothing is counted twice.
+ignored, and so are shadow arms' results: nobody sees them, so no feedback comes for them.
+State is snapshotted by Bytewax recovery, so after a `kill -9` a replayed feedback message is
+recognised by its id and nothing is counted twice.
 """
 
 from __future__ import annotations
@@ -177,10 +178,12 @@ class JoinLogic(StatefulLogic[Parsed, Outgoing, dict[str, Any]]):
 
 
 def joinable(parsed: Parsed) -> bool:
-    """Feedback always; results only when scored and not a readiness probe."""
+    """Feedback always; results only when scored and not a readiness probe, nor a shadow's
+    (feedback is given on the answered inference; `flows.ab` pairs the shadow with it)."""
     message = parsed.message
     if isinstance(message, InferenceResult):
-        return not message.probe and message.prediction is not None and message.model is not None
+        scored = message.prediction is not None and message.model is not None
+        return scored and not message.probe and message.shadow_of is None
     return True
 
 

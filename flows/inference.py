@@ -3,7 +3,9 @@
     python -m bytewax.run flows.inference:flow
 
 Routing (`driftline.ab.routing`) picks each request's arm: by a sticky hash of its subject, by
-a Thompson bandit, or among the models the request lists. The bandit learns from
+a Thompson bandit, or among the models the request lists. The experiment's shadow arms score
+the request too, in the same micro-batch, each as an inference of its own whose result carries
+`shadow_of` (the answered id): the gateway waits only for the answered one. The bandit learns from
 `inference.labeled` (the feedback flow's output, a second input here), and its state is kept
 per experiment in a keyed stateful step, so Bytewax recovery restores it after a restart.
 Experiments are re-read from the store every `DRIFTLINE_EXPERIMENT_REFRESH_SECONDS`, so an edit
@@ -25,7 +27,14 @@ from typing import Any, Protocol
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
-from driftline.ab.routing import EXPLICIT, Experiments, Routed, learn, route, routing_key
+from driftline.ab.routing import (
+    EXPLICIT,
+    Experiments,
+    Routed,
+    learn,
+    route_with_shadows,
+    routing_key,
+)
 from driftline.clock import utc_now
 from driftline.settings import Settings
 from driftline.topics import LABELED, REQUESTS, RESULTS, InferenceResult, Labeled, ModelRef
@@ -42,18 +51,19 @@ class Models(Protocol):
 
 
 class Router:
-    """Routing as a Bytewax `stateful_map` mapper; the state is one experiment's bandit."""
+    """Routing as a Bytewax `stateful_map` mapper; the state is one experiment's bandit.
+    A request comes out routed to its answering arm, followed by its shadow arms' requests."""
 
     def __init__(self, experiments: Experiments) -> None:
         self._experiments = experiments
 
     def __call__(
         self, state: dict[str, Any] | None, item: Parsed
-    ) -> tuple[dict[str, Any] | None, Routed | None]:
+    ) -> tuple[dict[str, Any] | None, list[Routed]]:
         message = item.message
         if isinstance(message, Labeled):
-            return learn(state, message, self._experiments), None
-        return state, route(state, message, self._experiments)
+            return learn(state, message, self._experiments), []
+        return state, route_with_shadows(state, message, self._experiments)
 
 
 class Scorer:
@@ -112,6 +122,7 @@ class Scorer:
             threshold=threshold,
             scored_at=utc_now(),
             error=error,
+            shadow_of=routed.shadow_of,
         )
         return Outgoing(RESULTS, result)
 
@@ -133,7 +144,7 @@ def build(settings: Settings) -> Dataflow:
     parsed, dead = consume(flow, settings, [REQUESTS, LABELED], pace=False)
     keyed = op.key_on("key", parsed, _key(settings.ab.default_experiment))
     routed = op.stateful_map("route", keyed, Router(ExperimentCache(settings).get))
-    requests = op.filter_map("requests", routed, lambda kv: kv[1])
+    requests = op.flat_map("requests", routed, lambda kv: kv[1])
     scorer = Scorer(settings.models.threshold, ModelCache(settings))
     publish_all(op.flat_map_batch("score", requests, scorer), dead, settings)
     return flow

@@ -383,7 +383,8 @@ def _from_lake(settings: Settings, inference_id: UUID) -> InferenceOut | None:
     try:
         row = con.execute(
             "SELECT inference_id, model_name, model_version, prediction, label, created_at "
-            f"FROM lake.{INFERENCES.name} WHERE inference_id = ? AND error IS NULL",
+            f"FROM lake.{INFERENCES.name} WHERE inference_id = ? AND error IS NULL "
+            "AND shadow_of IS NULL",  # a shadow arm's answer is never an answer
             [str(inference_id)],
         ).fetchone()
     except Exception:  # no table yet, or a read that failed: nothing found there

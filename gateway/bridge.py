@@ -2,7 +2,8 @@
 
 One producer publishes requests and feedback. One consumer reads *every* partition of the
 results topic with manual assignment (no consumer group: no join wait, and every gateway replica
-sees every result), starting at the end offsets found at start-up. A pending request is an
+sees every result), starting at the end offsets found at start-up. Shadow arms' results are
+skipped: nobody waits for them, and they are never an answer. A pending request is an
 `asyncio.Future` keyed by inference id, registered before the request is published, so a fast
 result cannot slip past it. Results seen recently are kept for `GET /inference/{id}`.
 """
@@ -202,9 +203,12 @@ class KafkaBridge:
                     log.warning("results consumer error", extra={"error": str(msg.error())})
                     continue
                 try:
-                    results.append(decode(InferenceResult, msg.value()))
+                    result = decode(InferenceResult, msg.value())
                 except ValueError as exc:
                     log.warning("unreadable result skipped", extra={"reason": str(exc)})
+                    continue
+                if result.shadow_of is None:  # a shadow's answer never goes to a caller
+                    results.append(result)
             if results and self._loop is not None:
                 self._loop.call_soon_threadsafe(self._deliver, results)
 

@@ -163,7 +163,23 @@ class _ArmIn(_Body):
     name: str = Field(min_length=1, description="Unique within the experiment.")
     model: str = Field(min_length=1, description="Registered model name.")
     weight: float = Field(
-        gt=0, allow_inf_nan=False, strict=True, description="Relative share of traffic."
+        1.0,
+        gt=0,
+        allow_inf_nan=False,
+        strict=True,
+        description="Relative share of traffic (ignored for a shadow arm).",
+    )
+    shadow: StrictBool = Field(
+        False,
+        description="A shadow arm scores the experiment's requests and never answers them; "
+        "at least one arm must not be a shadow.",
+    )
+    shadow_sample: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        strict=True,
+        description="Share of requests a shadow arm scores (shadow arms only).",
     )
 
 
@@ -181,7 +197,8 @@ class VersionArmIn(_ArmIn):
 
 class ExperimentIn(_Body):
     """`PUT /experiments/{name}`: the experiment without its name (the path gives it). Each arm
-    names its model by alias or by version, never both; arm names must differ (422 if not)."""
+    names its model by alias or by version, never both; arm names must differ, and one arm at
+    least must not be a shadow (422 if not)."""
 
     arms: list[AliasArmIn | VersionArmIn] = Field(min_length=1)
     mode: Literal["fixed", "bandit"] = "fixed"

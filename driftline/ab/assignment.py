@@ -59,8 +59,10 @@ def unit_interval(experiment_name: str, unit_key: str) -> float:
 
 
 def assign_arm(experiment: Experiment, unit_key: str) -> Arm:
-    """The arm that ``unit_key`` always gets in ``experiment``, with probability ∝ weight."""
-    bounds = list(accumulate(arm.weight for arm in experiment.arms))
+    """The arm that ``unit_key`` always gets in ``experiment``, with probability ∝ weight,
+    among the arms that answer (shadow arms never do)."""
+    arms = experiment.answering
+    bounds = list(accumulate(arm.weight for arm in arms))
     u = unit_interval(experiment.name, unit_key) * bounds[-1]
     # min() guards the rounding case where u lands on the last cumulative bound.
-    return experiment.arms[min(bisect_right(bounds, u), len(bounds) - 1)]
+    return arms[min(bisect_right(bounds, u), len(bounds) - 1)]

@@ -51,10 +51,8 @@ def default_experiment(
     arms: tuple[Arm, ...] = (served,)
     if other is not None:
         aliases, latest = candidates[other]
-        if alias in aliases or not latest:
-            address = {"alias": alias if alias in aliases else min(aliases)}
-        else:
-            address = {"version": latest}
-        arms = (served, Arm(name=other, model=other, weight=0.5, **address))
+        pinned = None if alias in aliases or not latest else latest
+        by_alias = None if pinned else (alias if alias in aliases else min(aliases))
+        arms = (served, Arm(name=other, model=other, weight=0.5, alias=by_alias, version=pinned))
     experiment = Experiment(name=ab.default_experiment, arms=arms, description=DESCRIPTION)
     return experiment, len(arms) > 1

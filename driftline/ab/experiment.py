@@ -14,7 +14,15 @@ Arm.model
 Arm.alias, Arm.version
     Exactly one of the two: a registry alias (``champion``) or a version (``"3"``).
 Arm.weight
-    Relative share of traffic in ``fixed`` mode, > 0; weights need not sum to 1.
+    Relative share of traffic in ``fixed`` mode, > 0 (1 when omitted); weights need not sum
+    to 1. Ignored for shadow arms.
+Arm.shadow
+    A shadow arm never answers: it scores the requests the experiment routes (all of them, or
+    the share ``shadow_sample`` of them, picked by a hash of the inference id) next to the arm
+    that answers, and its results are compared with that arm's (`driftline.ab.shadow`).
+    An experiment needs at least one arm that is not a shadow.
+Arm.shadow_sample
+    Share of requests a shadow arm scores, in [0, 1]; only shadow arms take it.
 Experiment.mode
     ``fixed`` routes by hashed weights (`assign_arm`); ``bandit`` routes by Thompson sampling
     on feedback reward (`ThompsonSampler`), and the weights are then unused.
@@ -38,6 +46,10 @@ True
 ... except ValueError as error:
 ...     print(error.errors()[0]["msg"])
 Value error, arm 'C' must set exactly one of alias or version, got both
+>>> shadowed = Experiment(name="e", arms=(*exp.arms, Arm(name="S", model="ham", version="2",
+...                                                        shadow=True, shadow_sample=0.5)))
+>>> [a.name for a in shadowed.answering], [a.name for a in shadowed.shadows]
+(['A', 'B'], ['S'])
 
 References
 ----------
@@ -64,7 +76,9 @@ class Arm(BaseModel):
     model: str = Field(min_length=1)
     alias: str | None = Field(default=None, min_length=1)
     version: str | None = Field(default=None, min_length=1)
-    weight: float = Field(gt=0, allow_inf_nan=False)
+    weight: float = Field(default=1.0, gt=0, allow_inf_nan=False)
+    shadow: bool = False
+    shadow_sample: float = Field(default=1.0, ge=0, le=1)
 
     @model_validator(mode="after")
     def _one_address(self) -> Self:
@@ -73,6 +87,8 @@ class Arm(BaseModel):
             raise ValueError(
                 f"arm {self.name!r} must set exactly one of alias or version, got {got}"
             )
+        if self.shadow_sample != 1.0 and not self.shadow:
+            raise ValueError(f"arm {self.name!r} sets shadow_sample but is not a shadow arm")
         return self
 
 
@@ -91,7 +107,19 @@ class Experiment(BaseModel):
         repeated = sorted(name for name, n in Counter(a.name for a in self.arms).items() if n > 1)
         if repeated:
             raise ValueError(f"experiment {self.name!r} repeats arm names {repeated}")
+        if not self.answering:
+            raise ValueError(f"experiment {self.name!r} needs an arm that is not a shadow")
         return self
+
+    @property
+    def answering(self) -> tuple[Arm, ...]:
+        """The arms that answer requests: assignment and the bandit choose among these."""
+        return tuple(a for a in self.arms if not a.shadow)
+
+    @property
+    def shadows(self) -> tuple[Arm, ...]:
+        """The shadow arms: they score next to the answering arm and never answer."""
+        return tuple(a for a in self.arms if a.shadow)
 
     def arm(self, name: str) -> Arm:
         """The arm called ``name``; routing by bandit or by stored results yields names."""

@@ -12,6 +12,10 @@ inference's earlier contribution, and a re-delivered message (no new feedback) c
 Inference ids are remembered for `horizon` seconds of event time (the feedback flow's
 time-to-live), which bounds memory and lets re-delivered results count once.
 
+Shadow arms' results (`shadow_of` set) never count as traffic, feedback or evidence for the
+test: a `ShadowComparison` pairs them with the answered inference they shadow, whose label and
+feedback scores are remembered with its id, and the report lists them under `shadows`.
+
 Example
 -------
 >>> import uuid
@@ -34,6 +38,7 @@ from datetime import UTC, datetime
 from typing import Any, Self
 
 from driftline.ab.sequential import MixtureSPRT
+from driftline.ab.shadow import ShadowComparison
 from driftline.ab.thompson import ThompsonSampler
 from driftline.stats.feedback import reward, truth
 from driftline.topics import ABReport, ArmStats, InferenceResult, Labeled, ModelRef, SequentialTest
@@ -76,7 +81,8 @@ class ExperimentStats:
         self.experiment, self.horizon, self.alpha = experiment, horizon, alpha
         self.arms: dict[str, _Arm] = {}
         self.seen: dict[str, list] = {}
-        """inference id -> [arm, feedback scores counted, event time]."""
+        """inference id -> [arm, feedback scores counted, event time, label, the scores]."""
+        self.shadow = ShadowComparison(horizon)
         self.test: MixtureSPRT | None = None
         self.latest = datetime.min.replace(tzinfo=UTC)
         self.changed = False
@@ -85,22 +91,41 @@ class ExperimentStats:
         key = str(result.inference_id)
         if key in self.seen or result.arm is None or result.prediction is None:
             return self
-        self._remember(key, result.arm, result.created_at)
+        if result.shadow_of is not None:
+            return self._on_shadow(result)
+        label = result.label if result.label is not None else 0  # as `labeled_of` does
+        self._remember(key, result.arm, result.created_at, label)
+        self.shadow.on_answer(key, label, (), new_from=None)
         arm = self._arm(result.arm)
         arm.traffic += 1
         arm.model = result.model
+        return self
+
+    def _on_shadow(self, result: InferenceResult) -> Self:
+        answered = str(result.shadow_of)
+        entry = self.seen.get(answered)
+        answer = None if entry is None or entry[3] is None else (entry[3], entry[4])
+        at = result.created_at
+        assert result.arm is not None
+        label = result.label if result.label is not None else 0  # as `labeled_of` does
+        self.shadow.on_shadow(answered, result.arm, result.model, label, at.timestamp(), answer)
+        self.latest = max(self.latest, at)
+        self.changed = True
         return self
 
     def on_labeled(self, labeled: Labeled) -> Self:
         if labeled.arm is None:
             return self
         key = str(labeled.inference_id)
-        if key not in self.seen:  # its result was not seen here (yet): count the feedback anyway
-            self._remember(key, labeled.arm, labeled.created_at)
+        known = key in self.seen
+        if not known:  # its result was not seen here (yet): count the feedback anyway
+            self._remember(key, labeled.arm, labeled.created_at, labeled.label)
         entry = self.seen[key]
         counted, scores = entry[1], labeled.feedback
         if len(scores) <= counted:
             return self  # re-delivered
+        entry[3], entry[4] = labeled.label, list(scores)
+        self.shadow.on_answer(key, labeled.label, scores, new_from=counted if known else None)
         arm = self._arm(labeled.arm)
         if counted:
             self._score(arm, labeled, scores[:counted], sign=-1.0)
@@ -132,8 +157,8 @@ class ExperimentStats:
                 self.test = MixtureSPRT(arm_a=first, arm_b=second, alpha=self.alpha)
         return self.arms[name]
 
-    def _remember(self, key: str, arm: str, at: datetime) -> None:
-        self.seen[key] = [arm, 0, at.timestamp()]
+    def _remember(self, key: str, arm: str, at: datetime, label: int) -> None:
+        self.seen[key] = [arm, 0, at.timestamp(), label, []]
         self.latest = max(self.latest, at)
         self.changed = True
         cutoff = self.latest.timestamp() - self.horizon
@@ -153,6 +178,7 @@ class ExperimentStats:
             emitted_at=self.latest,
             arms=[arm.stats(name, total) for name, arm in self.arms.items()],
             test=test,
+            shadows=self.shadow.stats(),
         )
 
     def to_state(self) -> dict[str, Any]:
@@ -160,7 +186,8 @@ class ExperimentStats:
         return {
             "params": (self.experiment, self.horizon, self.alpha),
             "arms": {name: dict(vars(arm)) for name, arm in self.arms.items()},
-            "seen": {k: list(v) for k, v in self.seen.items()},
+            "seen": {k: [*v[:4], list(v[4])] for k, v in self.seen.items()},
+            "shadow": self.shadow.to_state(),
             "test": self.test.to_state() if self.test is not None else None,
             "latest": self.latest,
             "changed": self.changed,
@@ -170,7 +197,13 @@ class ExperimentStats:
     def from_state(cls, state: dict[str, Any]) -> Self:
         stats = cls(*state["params"])
         stats.arms = {name: _Arm(**values) for name, values in state["arms"].items()}
-        stats.seen = {k: list(v) for k, v in state["seen"].items()}
+        # A snapshot from before shadow arms knows no labels or scores: no shadow pairs with them.
+        stats.seen = {
+            k: [*v[:4], list(v[4])] if len(v) == 5 else [*v, None, []]
+            for k, v in state["seen"].items()
+        }
+        if "shadow" in state:
+            stats.shadow = ShadowComparison.from_state(state["shadow"])
         stats.test = MixtureSPRT.from_state(state["test"]) if state["test"] else None
         stats.latest, stats.changed = state["latest"], state["changed"]
         return stats

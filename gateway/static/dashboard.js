@@ -210,11 +210,13 @@ function betaCurve(a, b) {
 function experimentSection(name, rows) {
   const last = rows[rows.length - 1];
   const at = (r) => time(r.emitted_at);
-  const arms = [...new Set(rows.flatMap((r) => (r.arms || []).map((a) => a.arm)))];
-  const perArm = (field) =>
-    arms.map((arm, i) => ({
+  const namesOf = (list) => [...new Set(rows.flatMap((r) => (r[list] || []).map((a) => a.arm)))];
+  const arms = namesOf("arms");
+  const shadows = namesOf("shadows");
+  const perArm = (field, list = "arms", names = arms) =>
+    names.map((arm, i) => ({
       name: arm, color: COLORS[i % COLORS.length],
-      points: rows.flatMap((r) => (r.arms || []).filter((a) => a.arm === arm && a[field] !== null).map((a) => [at(r), a[field]])),
+      points: rows.flatMap((r) => (r[list] || []).filter((a) => a.arm === arm && a[field] !== null && a[field] !== undefined).map((a) => [at(r), a[field]])),
     }));
   const tested = rows.filter((r) => r.test_difference !== null && r.test_difference !== undefined);
   const decisions = rows.filter((r, i) => r.test_decision && r.test_decision !== rows[i - 1]?.test_decision)
@@ -258,6 +260,23 @@ function experimentSection(name, rows) {
       latest: `decision: ${last.test_decision ?? "not enough feedback yet"}, p-value ${fmt(last.test_p_value, 2)}`,
     }),
   );
+  if (shadows.length) {
+    grid.append(
+      chart({
+        id: "shadow_agreement", title: "Shadow arms: agreement with the answer",
+        help: "Share of the inferences a shadow arm scored (never answered) where its label equals the label the caller got.",
+        series: perArm("agreement", "shadows", shadows),
+        latest: (last.shadows || []).map((s) => `${s.arm}: ${fmt(s.agreement)} of ${s.paired}`).join(", "),
+      }),
+      chart({
+        id: "shadow_reward", title: "Shadow arms: reward minus the answer's",
+        help: "On the same inferences and feedback: the shadow's mean reward minus the answering arm's. Above 0, the shadow would have done better.",
+        series: perArm("reward_difference", "shadows", shadows),
+        levels: [{ y: 0, label: "as good as the answer" }],
+        latest: (last.shadows || []).map((s) => `${s.arm}: ${fmt(s.reward_difference)} (${s.feedback_count} scores)`).join(", "),
+      }),
+    );
+  }
   section.appendChild(grid);
   return section;
 }

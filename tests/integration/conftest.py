@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
+from playwright.sync_api import Page, sync_playwright
 
 from app import supervisor
 from driftline import settings
@@ -168,3 +170,27 @@ def client(live: Stack) -> Iterator[httpx.Client]:
     """A client of the stack's gateway that sends the API key."""
     with httpx.Client(base_url=live.url, timeout=30, headers=WITH_KEY) as http:
         yield http
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = [  # ../shared/PLATFORM.md: what works here as root, with nothing downloaded
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture()
+def page(live: Stack) -> Iterator[Page]:
+    """A page in headless Chromium (Debian's, driven by Playwright)."""
+    with sync_playwright() as playwright:
+        # Playwright gives the browser a fresh profile folder of its own.
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            yield browser.new_page(viewport={"width": 1280, "height": 1000})
+        finally:
+            browser.close()

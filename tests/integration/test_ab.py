@@ -36,6 +36,12 @@ def kcat_json(s: Settings, topic: str) -> list[dict]:
     return [orjson.loads(line) for line in out.splitlines() if line.strip()]
 
 
+def latest_report(s: Settings, experiment: str) -> dict | None:
+    """The newest report of `experiment` on `monitoring.ab`, if there is one yet."""
+    reports = [r for r in kcat_json(s, AB.name(s.kafka)) if r["experiment"] == experiment]
+    return reports[-1] if reports else None
+
+
 def second_version(s: Settings) -> str:
     """Register one more version of the served model (same artifacts), without an alias."""
     from models import registry
@@ -115,11 +121,9 @@ def test_feedback_shows_up_labeled_in_monitoring_ab_and_in_the_lake(
         assert len(message["feedback"]) == 1
 
     def report() -> dict | None:
-        reports = kcat_json(live.settings, AB.name(live.settings.kafka))
-        reports = [r for r in reports if r["experiment"] == "split"]
-        if not reports:
+        last = latest_report(live.settings, "split")
+        if last is None:
             return None
-        last = reports[-1]
         return last if sum(a["feedback_count"] for a in last["arms"]) >= len(ids) else None
 
     last = wait_until(report, timeout=30)

@@ -4,12 +4,9 @@ adds an alert marker, all without a reload."""
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
-
 import pytest
 from confluent_kafka import Producer
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Page
 
 from broker.clients import producer_config
 from models.datasets import sentiment_binary, sms_texts
@@ -18,32 +15,11 @@ from tests.integration.test_monitor import send
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = [  # ../shared/PLATFORM.md: what works here as root, with nothing downloaded
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 POINTS = (
     "[...document.querySelectorAll('svg[data-chart=ks_d]')]"
     ".reduce((n, chart) => n + +chart.dataset.points, 0)"
 )
 MARKERS = "document.querySelectorAll('svg[data-chart=ks_d] .alert-marker').length"
-
-
-@pytest.fixture()
-def page(live: Stack) -> Iterator[Page]:
-    with sync_playwright() as playwright:
-        # Playwright gives the browser a fresh profile folder of its own.
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        try:
-            yield browser.new_page(viewport={"width": 1280, "height": 1000})
-        finally:
-            browser.close()
 
 
 def test_the_dashboard_shows_new_reports_and_alerts_live(live: Stack, page: Page) -> None:

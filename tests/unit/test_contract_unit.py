@@ -155,6 +155,28 @@ def test_repeated_arm_names_and_unregistered_models_are_422_with_the_reason(app:
     assert unknown.status_code == 422 and "'gone'" in problem(unknown).detail
 
 
+def test_shadow_arms_are_declared_per_arm_and_an_experiment_needs_one_that_answers(
+    app: Any,
+) -> None:
+    answering = {"name": "A", "model": "m", "alias": "champion"}
+    shadow = {"name": "S", "model": "m", "version": "1", "shadow": True, "shadow_sample": 0.5}
+    stored = call(app, "PUT", "/experiments/e", json={"arms": [answering, shadow]})
+    assert stored.status_code == 200, stored.text
+    assert [(a["weight"], a["shadow"], a["shadow_sample"]) for a in stored.json()["arms"]] == [
+        (1.0, False, 1.0),
+        (1.0, True, 0.5),
+    ]
+    only = call(app, "PUT", "/experiments/e", json={"arms": [shadow]})
+    assert only.status_code == 422 and "needs an arm that is not a shadow" in problem(only).detail
+    sampled = call(
+        app, "PUT", "/experiments/e", json={"arms": [answering | {"shadow_sample": 0.5}]}
+    )
+    assert sampled.status_code == 422 and "not a shadow arm" in problem(sampled).detail
+    for wrong in ({"shadow": 1}, {"shadow_sample": 1.5}, {"shadow_sample": True}):
+        refused = call(app, "PUT", "/experiments/e", json={"arms": [answering, shadow | wrong]})
+        assert refused.status_code == 422 and problem(refused).errors, wrong
+
+
 # ---- reads never write ---------------------------------------------------------------------
 
 

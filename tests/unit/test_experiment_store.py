@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
+import pytest
+
+from app.experiments import cmd_experiments, describe, parse_arm, parse_shadow
 from driftline import settings
 from driftline.ab import Arm, Experiment
 from driftline.ab.default import default_experiment
@@ -59,3 +63,21 @@ def test_cache_rereads_the_store_and_grows_the_default(tmp_path: Path) -> None:
     assert cache.get("new") == exp("new", "x")
     assert len(cache.get(None).arms) == 2
     assert store.get("default") == cache.get("default")  # stored once complete
+
+
+def test_shadow_arms_are_stored_and_listed_as_the_cli_declares_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    s = settings.load(home=tmp_path)
+    put = argparse.Namespace(
+        action="put", name="e", mode="fixed", description="", arm=[parse_arm("A=m@champion")]
+    )
+    clash = vars(put) | {"shadow": [parse_shadow("A=m/2:0.5")]}
+    assert cmd_experiments(s, argparse.Namespace(**clash)) == 2  # refused before any look-up
+    assert "repeats arm names ['A']" in capsys.readouterr().err
+    ExperimentStore.of(s).put(
+        Experiment(name="e", arms=(Arm(**put.arm[0]), Arm(**parse_shadow("S=m/2:0.5"))))
+    )
+    stored = ExperimentStore.of(s).get("e")
+    assert stored is not None
+    assert [describe(a) for a in stored.arms] == ["A=m@champion:1", "S=m/2:shadow 0.5"]

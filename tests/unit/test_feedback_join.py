@@ -129,10 +129,11 @@ def test_labeled_carries_the_result_fields() -> None:
     assert labeled.updated_at == fb.created_at
 
 
-def test_probes_and_unscored_results_are_not_joined() -> None:
+def test_probes_unscored_and_shadow_results_are_not_joined() -> None:
     def parsed(**changes: object) -> Parsed:
         return Parsed(make_result().model_copy(update=changes), "inference.results", 0, 0)
 
     assert joinable(parsed())
     assert not joinable(parsed(probe=True))
     assert not joinable(parsed(prediction=None, label=None, model=None, error="no model"))
+    assert not joinable(parsed(shadow_of=uuid.uuid4()))  # nobody sees it: no feedback comes

@@ -134,3 +134,28 @@ def test_schema_is_idempotent(lake: tuple[Settings, duckdb.DuckDBPyConnection]) 
         "deadletters",
         "inferences_with_feedback",
     }
+
+
+def test_a_lake_made_before_shadow_arms_gains_the_column_and_keeps_its_rows(
+    tmp_path: Path,
+) -> None:
+    s = settings.load(home=tmp_path)
+    con = lakehouse.connect(s.lake)
+    old = {c: t for c, t in INFERENCES.columns.items() if c != "shadow_of"}
+    con.execute(f"CREATE TABLE lake.inferences ({', '.join(f'{c} {t}' for c, t in old.items())})")
+    answered = make_result()
+    con.execute(
+        "INSERT INTO lake.inferences (inference_id, created_at, data, prediction) "
+        "VALUES (?, ?, ?, ?)",
+        [str(answered.inference_id), answered.created_at, answered.data, answered.prediction],
+    )
+    lakehouse.ensure_schema(con)  # what the new lake writer does when it starts
+    shadow = make_result(shadow_of=answered.inference_id, created_at=answered.created_at)
+    lakehouse.write_rows(con, INFERENCES, [INFERENCES.row(shadow)])
+    lakehouse.write_rows(con, FEEDBACK, [FEEDBACK.row(make_feedback(answered.inference_id, 1.0))])
+    rows = con.execute(
+        "SELECT i.inference_id, s.inference_id, i.feedback FROM inferences_with_feedback i "
+        "LEFT JOIN inferences s ON s.shadow_of = i.inference_id WHERE i.shadow_of IS NULL"
+    ).fetchall()
+    con.close()
+    assert rows == [(answered.inference_id, shadow.inference_id, [1.0])]

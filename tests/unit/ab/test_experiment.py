@@ -19,6 +19,8 @@ def test_json_round_trip_returns_an_equal_experiment(make_experiment):
         "alias": "alias-0",
         "version": None,
         "weight": 0.9,
+        "shadow": False,
+        "shadow_sample": 1.0,
     }
     assert Experiment.model_validate(payload) == exp
 
@@ -70,3 +72,28 @@ def test_arm_lookup_by_name(make_experiment):
     assert exp.arm("B").weight == 2.0
     with pytest.raises(KeyError, match="no arm 'Z'"):
         exp.arm("Z")
+
+
+def test_an_experiment_needs_an_arm_that_answers():
+    with pytest.raises(ValidationError, match="needs an arm that is not a shadow"):
+        Experiment(name="exp", arms=(arm("S", shadow=True),))
+    both = Experiment(name="exp", arms=(arm("A"), arm("S", shadow=True, shadow_sample=0.1)))
+    assert [a.name for a in both.answering] == ["A"] and [a.name for a in both.shadows] == ["S"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        ({"shadow_sample": 0.5}, "sets shadow_sample but is not a shadow arm"),
+        ({"shadow": True, "shadow_sample": 1.5}, "less than or equal to 1"),
+        ({"shadow": True, "shadow_sample": -0.1}, "greater than or equal to 0"),
+    ],
+)
+def test_invalid_shadow_arm_is_rejected_with_its_reason(overrides, reason):
+    with pytest.raises(ValidationError, match=reason):
+        arm(**overrides)
+
+
+def test_an_experiment_stored_before_shadow_arms_still_loads():
+    stored = {"name": "e", "arms": [{"name": "A", "model": "m", "alias": "c", "weight": 2}]}
+    assert not Experiment.model_validate(stored).arms[0].shadow
