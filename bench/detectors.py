@@ -323,7 +323,7 @@ def table(
         f"or the reference), {windows:,} windows of {WINDOW} events sliding by {SLIDE}; "
         f"shifts: {runs} runs per domain and share, change after {PRE} in-domain events, "
         f"horizon {HORIZON} windows; TF-IDF + logistic regression, reference "
-        f"{REFERENCE} held-out tweets, seed {seed}"
+        f"{REFERENCE} held-out tweets, seed {seed}\n"
     )
     head = "| rule | false alarms / 1,000 in-domain windows (95% CI) |"
     sep = "|---|---|"
