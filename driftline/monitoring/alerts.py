@@ -2,7 +2,7 @@
 
 A statistic alerts when it goes from below its threshold to above it, not again on every slide
 while it stays there (`AlertPolicy.on_report`). Prediction drift (`ks_d`) and feature drift
-(`domain_auc`) have a null distribution, so by default (`AlertSettings.rule`) they alert by a
+(`mmd`, `domain_auc`) have a null distribution, so by default (`AlertSettings.rule`) they alert by a
 rule across windows with a measured false-alarm rate (`driftline.monitoring.rules`: CUSUM or
 persistence on each window's null z score) instead of a fixed level; the CBPE drop and the
 Brier score have no null here and keep their fixed levels. A change detector (River's ADWIN or
