@@ -46,7 +46,7 @@ format: install
 	$(BIN)/ruff format .
 
 bench: install
-	$(BIN)/python bench/monitor_bench.py
+	$(BIN)/python -m bench.monitor_bench
 
 clean:
 	rm -rf .driftline .pytest_cache .ruff_cache

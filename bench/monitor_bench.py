@@ -1,6 +1,6 @@
 """Benchmark of the monitor's window logic on real tweets with 10k-event windows.
 
-    .venv/bin/python bench/monitor_bench.py          # or: make bench
+    .venv/bin/python -m bench.monitor_bench          # or: make bench
 
 Prints, from one run:
 1. events/s that `ModelWindow` sustains with a full 10k-event window (1 h window, 1 min slide,
@@ -34,17 +34,15 @@ from datetime import UTC, datetime
 import numpy as np
 from scipy.stats import ks_2samp
 from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss
 
-from driftline.monitoring.reference import Reference, fit_calibrator
+from bench.tweet_model import tweet_model
 from driftline.monitoring.rows import decode_rows, encode_row
 from driftline.monitoring.window import Event, ModelWindow
 from driftline.settings import AlertSettings, MonitorSettings
 from driftline.stats import domain_auc
 from driftline.stats.mmd import gaussian_mmd2
 from driftline.topics import Labeled, ModelRef
-from models.datasets import sentiment_binary
 
 WINDOW = 10_000
 SECONDS_PER_EVENT = 3600 / WINDOW
@@ -62,15 +60,15 @@ def timed(fn: Callable[[], object], repeat: int = 5) -> float:
 
 
 def main() -> None:
-    data = sentiment_binary().sample(frac=1.0, random_state=0).reset_index(drop=True)
-    texts, y = data["text"].tolist(), data["label"].to_numpy()
-    train, ref, stream = slice(0, 3000), slice(3000, 5000), slice(5000, None)
-    vectorizer = TfidfVectorizer().fit(texts[train])
-    model = LogisticRegression(max_iter=1000).fit(vectorizer.transform(texts[train]), y[train])
-    ref_x = vectorizer.transform(texts[ref])
-    ref_p = model.predict_proba(ref_x)[:, 1]
-    calibrator = fit_calibrator(ref_p, y[ref])
-    reference = Reference(ref_p, y[ref], ref_x, calibrator)
+    tm = tweet_model(seed=0, train=3000, reference=2000)
+    texts, y, vectorizer, model = tm.texts, tm.labels, tm.vectorizer, tm.model
+    train, ref, stream = slice(0, 3000), slice(3000, 5000), tm.rest
+    ref_x, ref_p, calibrator, reference = (
+        tm.reference_x,
+        tm.reference_p,
+        tm.calibrator,
+        tm.reference,
+    )
     started = time.perf_counter()
     mmd = reference.feature_mmd  # once per model at load: bandwidth, map, null levels
     mmd_fit = time.perf_counter() - started

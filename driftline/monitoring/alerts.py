@@ -1,7 +1,11 @@
 """When a model's window raises an alert, and the alert's identity.
 
 A statistic alerts when it goes from below its threshold to above it, not again on every slide
-while it stays there (`AlertPolicy.on_report`). A change detector (River's ADWIN or
+while it stays there (`AlertPolicy.on_report`). Prediction drift (`ks_d`) and feature drift
+(`mmd`, `domain_auc`) have a null distribution, so by default (`AlertSettings.rule`) they alert by a
+rule across windows with a measured false-alarm rate (`driftline.monitoring.rules`: CUSUM or
+persistence on each window's null z score) instead of a fixed level; the CBPE drop and the
+Brier score have no null here and keep their fixed levels. A change detector (River's ADWIN or
 Page-Hinkley) on the per-event error stream alerts at the event where the error rate changes
 (`AlertPolicy.on_error`). An alert's id is a digest of (model, metric, window end, identity),
 so a window re-emitted after a crash yields the same id and the lake stores it once.
@@ -14,6 +18,13 @@ so a window re-emitted after a crash yields the same id and the lake stores it o
 ...                                         cbpe_f1=0.75, brier=None, contradiction=False)
 ...  if check.crossed]
 ['ks_d']
+
+With the default CUSUM rule, the KS alert comes once the window z scores (probit of the
+p-value) have added up past the threshold, here on the third window at z = 6 (p ~ 1e-9):
+
+>>> [policy.on_rules(window_end=float(end), ks_d=0.1, ks_p_value=1e-9, auc=None,
+...                  auc_threshold=None) != [] for end in (60, 120, 180, 240)]
+[False, False, True, False]
 """
 
 from __future__ import annotations
@@ -25,6 +36,7 @@ from datetime import datetime
 from typing import Any
 
 from driftline.clock import Clock, as_utc
+from driftline.monitoring.rules import Cusum, Persistence, Rule, domain_z, p_z
 from driftline.settings import AlertSettings, MonitorSettings
 from driftline.stats import ErrorStreamDetector
 from driftline.stats.feedback import FeedbackSummary
@@ -55,6 +67,10 @@ class Check:
     crossed: bool
 
 
+RULE_METRICS = ("ks_d", "mmd", "domain_auc")
+"""The metrics `AlertSettings.rule` applies to (the others keep fixed levels)."""
+
+
 class AlertPolicy:
     """The alerting state of one model version: which metrics are above their threshold, and
     the change detector on its error stream."""
@@ -74,11 +90,27 @@ class AlertPolicy:
         self.reference_f1 = reference_f1
         self.clock = clock
         self.firing: set[str] = set(state["firing"]) if state else set()
+        saved = (state or {}).get("rules") or {}
+        if saved.get("rule") != config.rule:  # none yet, or the rule was reconfigured
+            saved = {}
+        self.rules: dict[str, Rule] = {
+            metric: rule
+            for metric in RULE_METRICS
+            if (rule := self._new_rule(saved.get(metric))) is not None
+        }
         self.detector = (
             ErrorStreamDetector.from_state(state["detector"])
             if state
             else ErrorStreamDetector(monitor.change_detector)
         )
+
+    def _new_rule(self, state: dict[str, Any] | None) -> Rule | None:
+        cfg = self.config
+        if cfg.rule == "persistence":
+            return Persistence(cfg.persistence, cfg.alpha, state)
+        if cfg.rule == "cusum":
+            return Cusum(cfg.cusum_drift, cfg.cusum_threshold, state)
+        return None
 
     def checks(
         self,
@@ -103,9 +135,20 @@ class AlertPolicy:
         yield Check("brier", brier, cfg.brier, brier is not None and brier > cfg.brier)
         yield Check("contradiction", float(contradiction), None, contradiction)
 
-    def on_report(self, r: DriftReport) -> list[Alert]:
-        """Alerts for the statistics of `r` that crossed their threshold since the last report."""
-        alerts = []
+    def on_report(self, r: DriftReport, mmd_p_value: float | None = None) -> list[Alert]:
+        """Alerts for the statistics of `r` that crossed their threshold since the last report.
+
+        `mmd_p_value` is the window's MMD permutation p-value (not in the report).
+        """
+        alerts = self.on_rules(
+            window_end=r.window_end.timestamp(),
+            ks_d=r.ks_d,
+            ks_p_value=r.ks_p_value,
+            mmd=r.mmd,
+            mmd_p_value=mmd_p_value,
+            auc=r.domain_auc,
+            auc_threshold=r.domain_auc_threshold,
+        )
         for check in self.checks(
             ks_d=r.ks_d,
             auc=r.domain_auc,
@@ -114,6 +157,8 @@ class AlertPolicy:
             brier=r.feedback.brier,
             contradiction=r.contradiction,
         ):
+            if check.metric in self.rules:
+                continue
             if not check.crossed:
                 self.firing.discard(check.metric)
             elif check.metric not in self.firing:
@@ -123,6 +168,32 @@ class AlertPolicy:
                 alerts.append(
                     self._alert(check.metric, check.value, check.threshold, r.window_end, text)
                 )
+        return alerts
+
+    def on_rules(
+        self,
+        *,
+        window_end: float,
+        ks_d: float | None,
+        ks_p_value: float | None,
+        mmd: float | None = None,
+        mmd_p_value: float | None = None,
+        auc: float | None,
+        auc_threshold: float | None,
+    ) -> list[Alert]:
+        """Feed one window's null z scores to the rules; an alert where a rule starts firing."""
+        alerts = []
+        scores = {
+            "ks_d": (ks_d, p_z(ks_p_value)),
+            "mmd": (mmd, p_z(mmd_p_value)),
+            "domain_auc": (auc, domain_z(auc, auc_threshold)),
+        }
+        for metric, rule in self.rules.items():
+            value, z = scores[metric]
+            if rule.update(z):
+                assert value is not None and z is not None
+                text = f"{metric} {value:.4g} (window z {z:.2f}): {rule.describe()}"
+                alerts.append(self._alert(metric, value, None, as_utc(window_end), text))
         return alerts
 
     def on_error(self, error: float, window_end: float, identity: str) -> list[Alert]:
@@ -156,4 +227,9 @@ class AlertPolicy:
         )
 
     def to_state(self) -> dict[str, Any]:
-        return {"firing": sorted(self.firing), "detector": self.detector.to_state()}
+        rules = {metric: rule.to_state() for metric, rule in self.rules.items()}
+        return {
+            "firing": sorted(self.firing),
+            "detector": self.detector.to_state(),
+            "rules": {"rule": self.config.rule, **rules},
+        }

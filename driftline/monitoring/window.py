@@ -317,7 +317,8 @@ class ModelWindow:
             ),
             contradiction=contradicts(estimated.f1, fb, self.config),
         )
-        return Output(reports=[report], alerts=self.policy.on_report(report))
+        alerts = self.policy.on_report(report, mmd_p_value=self.mmd.p_value())
+        return Output(reports=[report], alerts=alerts)
 
     # ---- recovery ------------------------------------------------------------------------
 

@@ -344,6 +344,24 @@ class AlertSettings(Group):
     )
     f1_drop: float = setting(0.1, "Alert when CBPE F1 falls this far below the reference F1.", gt=0)
     brier: float = setting(0.25, "Alert when the feedback Brier score exceeds this.", gt=0, le=1)
+    rule: Literal["fixed", "persistence", "cusum"] = setting(
+        "cusum",
+        "How KS and domain AUC alert: `cusum` (CUSUM on each window's null z score), "
+        "`persistence` (ALERT_PERSISTENCE windows in a row significant at ALERT_ALPHA) or "
+        "`fixed` (the levels ALERT_KS_D and ALERT_DOMAIN_AUC). See bench/detectors.py.",
+    )
+    alpha: float = setting(
+        0.01, "Per-window significance level of the `persistence` rule.", gt=0, lt=0.5
+    )
+    persistence: int = setting(
+        3, "Consecutive significant windows before the `persistence` rule alerts.", ge=1
+    )
+    cusum_drift: float = setting(
+        1.0, "CUSUM allowance, in null sd per window (about half the shift to detect).", ge=0
+    )
+    cusum_threshold: float = setting(
+        12.0, "The `cusum` rule alerts when the CUSUM of window z scores exceeds this.", gt=0
+    )
 
 
 GROUPS: dict[str, type[Group]] = {

@@ -191,7 +191,9 @@ class RandomFourierMMD:
         self.reference_mean = z.mean(axis=0)
         self.reference_size = z.shape[0]
         self.alpha = alpha
-        self.null_sizes, self.null_quantiles = _null_quantiles(z, alpha, permutations, seed)
+        self.null_sizes, self.null_quantiles, self._null = _null_quantiles(
+            z, alpha, permutations, seed
+        )
         self._reset()
 
     def _set_map(self, n_columns: int, dim: int, sigma: float, seed: int) -> None:
@@ -272,6 +274,24 @@ class RandomFourierMMD:
         q = np.interp(math.log(n), np.log(self.null_sizes), self.null_quantiles)
         return float((1.0 / n + 1.0 / self.reference_size) * q)
 
+    def p_value(self) -> float | None:
+        """One-sided permutation p-value of the window's MMD^2, (1 + #null >= it) / (B + 1).
+
+        From the same reference splits as `threshold` (interpolated in log n between the two
+        nearest sizes of the grid, held constant beyond it), so it is never below 1 / (B + 1).
+        None for an empty window or without a null sample (restored from an older state).
+        """
+        value = self.value()
+        if value is None or not self._null:
+            return None
+        n, m = self.n, self.reference_size
+        scaled = value / (1.0 / n + 1.0 / m)
+        ps = [
+            (1 + null.size - np.searchsorted(null, scaled, side="left")) / (null.size + 1)
+            for null in self._null
+        ]
+        return float(np.interp(math.log(n), np.log(self.null_sizes), ps))
+
     def drifted(self) -> bool | None:
         """MMD^2 above its null level; None for an empty window or without a level."""
         value, threshold = self.value(), self.threshold()
@@ -291,6 +311,7 @@ class RandomFourierMMD:
             "alpha": self.alpha,
             "null_sizes": list(self.null_sizes),
             "null_quantiles": list(self.null_quantiles),
+            "null": [null.tolist() for null in self._null],
             "n": self.n,
             "units": self._units.tolist(),
         }
@@ -305,6 +326,7 @@ class RandomFourierMMD:
         mmd.alpha = state["alpha"]
         mmd.null_sizes = tuple(state["null_sizes"])
         mmd.null_quantiles = tuple(state["null_quantiles"])
+        mmd._null = tuple(np.asarray(null) for null in state.get("null", ()))
         mmd.n = state["n"]
         mmd._units = np.asarray(state["units"], dtype=np.int64)
         return mmd
@@ -312,11 +334,12 @@ class RandomFourierMMD:
 
 def _null_quantiles(
     z: np.ndarray, alpha: float, permutations: int, seed: int
-) -> tuple[tuple[int, ...], tuple[float, ...]]:
-    """Sizes g and the (1 - alpha) quantile of MMD^2 / (1/g + 1/(m - g)) over random splits."""
+) -> tuple[tuple[int, ...], tuple[float, ...], tuple[np.ndarray, ...]]:
+    """Sizes g, the (1 - alpha) quantile of MMD^2 / (1/g + 1/(m - g)) over random splits, and
+    the sorted statistics of the splits at each size (the permutation null)."""
     m = z.shape[0]
     if m < 2:
-        return (), ()
+        return (), (), ()
     sizes = sorted({g for g in NULL_SIZES if g < m // 2} | {m // 2})
     rng = np.random.default_rng([seed, 1])
     total = z.sum(axis=0)
@@ -329,5 +352,6 @@ def _null_quantiles(
             diff = inside / g - (total - inside) / (m - g)
             stats[i, start : start + len(rank)] = (diff * diff).sum(axis=1) / (1 / g + 1 / (m - g))
     k = min(math.ceil((1.0 - alpha) * (permutations + 1)), permutations)
-    quantiles = np.sort(stats, axis=1)[:, k - 1]
-    return tuple(sizes), tuple(float(q) for q in quantiles)
+    ordered = np.sort(stats, axis=1)
+    quantiles = ordered[:, k - 1]
+    return tuple(sizes), tuple(float(q) for q in quantiles), tuple(ordered)

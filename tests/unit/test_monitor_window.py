@@ -298,3 +298,13 @@ def test_sparse_rows_round_trip() -> None:
 
 def test_module_doctest() -> None:
     assert doctest.testmod(driftline.monitoring.window).failed == 0
+
+
+def test_mmd_alerts_once_by_the_default_cusum_rule_after_the_drift(run: tuple) -> None:
+    _, reports, _, _ = run
+    found = [(r, a) for r, _, alerts in reports for a in alerts if a.metric == "mmd"]
+    assert len(found) == 1
+    report, alert = found[0]
+    assert report.mmd_drift and "CUSUM" in alert.message and alert.value == report.mmd
+    # After the drift: `simulate` shifts the stream after event n / 2 = 750, at 1000 + 0.2 * 750 s.
+    assert alert.window_end == report.window_end and alert.window_end.timestamp() > 1150.0
