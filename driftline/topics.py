@@ -261,6 +261,23 @@ class Alert(Message):
     created_at: UtcDatetime
 
 
+# --- retraining on drift (issue 13, part 3) ---
+class RetrainRequest(Message):
+    """`retrain.requests`: an alert asks for a model to be retrained (`driftline retrain`).
+
+    Published by the monitor flow where the alert is (`driftline.monitoring.retraining`)."""
+
+    request_id: str
+    """Deterministic (model, alert), so a replayed alert asks once: the job trains once."""
+    model: ModelRef
+    """The alerting model version; the retrained one is a new version of the same name."""
+    alert_id: str
+    metric: str
+    window_end: UtcDatetime
+    """Event time of the alerting window."""
+    requested_at: UtcDatetime
+
+
 class DeadLetter(Message):
     """`deadletter`: a message a flow could not use, with the reason and the original bytes."""
 
@@ -321,6 +338,7 @@ DRIFT = Topic("monitoring.drift", DriftReport, key="model")
 AB = Topic("monitoring.ab", ABReport, key="experiment")
 ALERTS = Topic("monitoring.alerts", Alert, key="model")
 DEADLETTER = Topic("deadletter", DeadLetter, key="source_topic")
+RETRAIN_REQUESTS = Topic("retrain.requests", RetrainRequest, key="model")
 
 ALL_TOPICS: tuple[Topic, ...] = (
     REQUESTS,
@@ -331,6 +349,7 @@ ALL_TOPICS: tuple[Topic, ...] = (
     AB,
     ALERTS,
     DEADLETTER,
+    RETRAIN_REQUESTS,
 )
 
 

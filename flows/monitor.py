@@ -33,6 +33,7 @@ from bytewax.operators import StatefulBatchLogic
 
 from driftline.clock import Clock, as_utc, wall_clock
 from driftline.monitoring.reference import Reference
+from driftline.monitoring.retraining import RetrainPolicy
 from driftline.monitoring.rows import encode_row
 from driftline.monitoring.share import Tick, TrafficShare
 from driftline.monitoring.window import Event, ModelWindow, Output
@@ -43,6 +44,7 @@ from driftline.topics import (
     DRIFT,
     LABELED,
     RESULTS,
+    RETRAIN_REQUESTS,
     DeadLetter,
     DriftReport,
     InferenceResult,
@@ -143,6 +145,7 @@ class WindowLogic(StatefulBatchLogic):
         self._config = (settings.monitor, settings.alerts, settings.models.threshold)
         self._clock = clock
         self.window: ModelWindow | None = None
+        self.retrain = RetrainPolicy(settings.retrain, clock, resume and resume.get("retrain"))
         if resume is not None:
             reference = references(*resume["model"])
             self.window = ModelWindow.from_state(resume, reference, *self._config, clock)
@@ -171,7 +174,7 @@ class WindowLogic(StatefulBatchLogic):
             if out.rejected is not None:
                 return [to_deadletter(_letter(value.origin, out.rejected))]
             if not out.duplicate:
-                return [Tick(model.key, value.time), *_outgoing(out)]
+                return [Tick(model.key, value.time), *self._outgoing(out)]
         elif self.window is None:
             # Feedback before this model's first result: no window is open that it could
             # update (and no reference needs loading for it).
@@ -179,7 +182,7 @@ class WindowLogic(StatefulBatchLogic):
         else:
             started = time.perf_counter()
             out = _timed(self.window.add_labeled(value.message), started)
-        return _outgoing(out)
+        return self._outgoing(out)
 
     def notify_at(self) -> datetime | None:
         wake_at = None if self.window is None else self.window.wake_at()
@@ -188,10 +191,18 @@ class WindowLogic(StatefulBatchLogic):
     def on_notify(self) -> tuple[Iterable[Outgoing | Tick | DriftReport], bool]:
         assert self.window is not None  # notify_at is None without a window
         started = time.perf_counter()
-        return _outgoing(_timed(self.window.idle(), started)), StatefulBatchLogic.RETAIN
+        return self._outgoing(_timed(self.window.idle(), started)), StatefulBatchLogic.RETAIN
+
+    def _outgoing(self, out: Output) -> list[Outgoing | Tick | DriftReport]:
+        """Alerts, and the retraining requests they make, to publish; reports go on to the
+        share step first."""
+        requests = [r for a in out.alerts if (r := self.retrain.on_alert(a)) is not None]
+        return [*_outgoing(out), *(Outgoing(RETRAIN_REQUESTS, r) for r in requests)]
 
     def snapshot(self) -> dict[str, Any] | None:
-        return None if self.window is None else self.window.to_state()
+        if self.window is None:
+            return None
+        return self.window.to_state() | {"retrain": self.retrain.to_state()}
 
 
 def _timed(out: Output, started: float) -> Output:

@@ -39,6 +39,7 @@ from driftline.settings.groups import (
     MlflowSettings,
     ModelSettings,
     MonitorSettings,
+    RetrainSettings,
     ServerSettings,
     SettingsError,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "MlflowSettings",
     "ModelSettings",
     "MonitorSettings",
+    "RetrainSettings",
     "ServerSettings",
     "Settings",
     "SettingsError",
@@ -87,6 +89,7 @@ class Settings(BaseModel):
     servers: ServerSettings = ServerSettings()
     monitor: MonitorSettings = MonitorSettings()
     alerts: AlertSettings = AlertSettings()
+    retrain: RetrainSettings = RetrainSettings()
 
     @property
     def recovery_root(self) -> Path:

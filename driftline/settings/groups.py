@@ -364,6 +364,35 @@ class AlertSettings(Group):
     )
 
 
+# --- retraining on drift (issue 13, part 3) ---
+class RetrainSettings(Group):
+    ENV_PREFIX = "RETRAIN_"
+    metrics: str = setting(
+        "ks_d,mmd,domain_auc,brier",
+        "Alert metrics that request a retraining, comma separated (empty: never retrain).",
+    )
+    cooldown_seconds: float = setting(
+        3600.0,
+        "Event time after a model's retraining request during which its further alerts "
+        "request none (one drift episode, one request).",
+        ge=0,
+    )
+    min_feedback: int = setting(
+        3, "Feedback scores an inference needs to join the training set (mean as its label).", ge=1
+    )
+    sample: int = setting(
+        0, "Most lake training rows a retraining reads, seeded (0: all of them).", ge=0
+    )
+    alias: str = setting("challenger", "Alias a retrained version gets.", min_length=1)
+    shadow_sample: float = setting(
+        1.0, "Share of requests the retrained version scores as a shadow arm.", ge=0, le=1
+    )
+
+    @property
+    def metric_set(self) -> frozenset[str]:
+        return frozenset(m.strip() for m in self.metrics.split(",") if m.strip())
+
+
 GROUPS: dict[str, type[Group]] = {
     "kafka": KafkaSettings,
     "mlflow": MlflowSettings,
@@ -376,4 +405,5 @@ GROUPS: dict[str, type[Group]] = {
     "servers": ServerSettings,
     "monitor": MonitorSettings,
     "alerts": AlertSettings,
+    "retrain": RetrainSettings,
 }
