@@ -6,6 +6,7 @@ driftline config                    the effective configuration, with each DRIFT
 driftline broker status|create-topics  whether the broker answers, its log's epoch; topics
 driftline data load                 write the training, monitor and out-of-domain sets to the lake
 driftline train [--only NAME] [--sample N]  train and register the four models in MLflow
+driftline retrain [--model NAME] [--once]   retrain on drift alerts: shadow challengers
 driftline models list|promote       registered versions and metrics; move an alias
 driftline lake compact [--expire-days N]  merge small lake files; optionally expire snapshots
 driftline simulate [--drift-at 0.5] replay the monitor set through the gateway (see --help)
@@ -264,6 +265,15 @@ def cmd_config(s: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+# --- retraining on drift (issue 13, part 3) ---
+def cmd_retrain(s: Settings, args: argparse.Namespace) -> int:
+    from app import retrain
+
+    handled = retrain.run(s, sys.stdout, model=args.model, once=args.once)
+    print(f"{handled} retraining request(s) handled", flush=True)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="driftline", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -392,6 +402,14 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--mode", choices=["fixed", "bandit"], default="fixed")
     e.add_argument("--description", default="")
     e.set_defaults(fn=cmd_experiments)
+
+    r = sub.add_parser(
+        "retrain",
+        help="retrain models on retraining requests and start them as shadow challengers",
+    )
+    r.add_argument("--model", help="only requests for this registered model")
+    r.add_argument("--once", action="store_true", help="handle the requests there now, then exit")
+    r.set_defaults(fn=cmd_retrain)
 
     q = sub.add_parser("sql", help="query the lake with DuckDB SQL")
     q.add_argument("query")

