@@ -197,8 +197,8 @@ def shadow_arm_name(settings: Settings, name: str) -> str:
 
 def add_shadow(settings: Settings, name: str, version: str) -> list[str]:
     """Add `name` version `version` as a shadow arm to every experiment one of whose answering
-    arms serves `name` (the default one included), through the experiment store; returns the
-    experiments changed or already shadowing it."""
+    arms serves `name` (the default one included once it has its two arms), through the
+    experiment store; returns the experiments changed or already shadowing it."""
     store = experiments.ExperimentStore.of(settings)
     arm = Arm(
         name=shadow_arm_name(settings, name),
@@ -208,9 +208,12 @@ def add_shadow(settings: Settings, name: str, version: str) -> list[str]:
         shadow_sample=settings.retrain.shadow_sample,
     )
     shadowed = []
+    stored = {e.name for e in store.list()}
     for experiment in experiments.current(settings, store).values():
         if not any(a.model == name for a in experiment.answering):
             continue
+        if experiment.name not in stored and len(experiment.arms) < 2:
+            continue  # the default with one arm: storing it would stop it growing a second
         shadowed.append(experiment.name)
         if arm in experiment.arms:
             continue
