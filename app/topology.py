@@ -1,9 +1,10 @@
 """What `driftline up` runs for a profile, in start order: servers, flows, gateway.
 
 Each `Unit` is a group of processes started, stopped and restarted together: a server, the
-processes of one Bytewax cluster (when one dies the others exit too), or the gateway (uvicorn
-with its workers). A unit's processes are built anew at each start, so a flow restarted after
-the broker's log was lost gets a fresh recovery store.
+processes of one Bytewax cluster (when one dies the others exit too), the gateway (uvicorn
+with its workers), or the retraining job (`driftline retrain`, one process). A unit's
+processes are built anew at each start, so a flow restarted after the broker's log was lost
+gets a fresh recovery store.
 
 | profile | servers | flows | gateway |
 |---|---|---|---|
@@ -146,6 +147,15 @@ def gateway_spec(settings: Settings | None = None) -> Spec:
     return Spec(GATEWAY, argv, metrics=f"http://{host}:{settings.gateway.port}/metrics")
 
 
+# --- retraining on drift (issue 13, part 3) ---
+RETRAIN = "retrain"
+
+
+def retrain_unit() -> Unit:
+    """`driftline retrain`: turns `retrain.requests` into shadow challengers."""
+    return Unit(RETRAIN, lambda: [Spec(RETRAIN, [sys.executable, "-m", "app.cli", RETRAIN])])
+
+
 @dataclass
 class Topology:
     """The units of a profile, and the broker log's epoch the flows run in."""
@@ -213,6 +223,7 @@ def topology(settings: Settings) -> Topology:
             )
         )
     top.units += [top.flow_unit(name) for name in FLOWS]
+    top.units.append(retrain_unit())
     top.units.append(Unit(GATEWAY, lambda: [gateway_spec(settings)]))
     return top
 

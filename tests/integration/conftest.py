@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -77,6 +78,8 @@ def make_settings(home: Path, **overrides: Any) -> Settings:
         "monitor_lateness_seconds": 3.0,
         "monitor_idle_seconds": 10.0,  # windows of a model that stops getting traffic close
         "api_keys": API_KEY,
+        # No retraining in the shared stack: test_retrain.py runs a stack of its own with it.
+        "retrain_metrics": "",
     }
     return settings.load({}, **(values | overrides))
 
@@ -150,19 +153,25 @@ def _alive(pid: int) -> bool:
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
 
 
-@pytest.fixture(scope="session")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """The whole embedded stack, up and ready, for the session."""
+@contextmanager
+def started(s: Settings) -> Iterator[Stack]:
+    """A stack on `s`, up and ready, after training the TF-IDF pair on a sample (seconds)."""
     from models import train
 
-    s = make_settings(tmp_path_factory.mktemp("driftline"))
-    train.train(s, sample=2000, only=train.QUICK)  # the TF-IDF pair: a few seconds
+    train.train(s, sample=2000, only=train.QUICK)
     running = Stack(s)
     running.start()
     try:
         yield running
     finally:
         running.stop()
+
+
+@pytest.fixture(scope="session")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The whole embedded stack, up and ready, for the session."""
+    with started(make_settings(tmp_path_factory.mktemp("driftline"))) as running:
+        yield running
 
 
 @pytest.fixture()
