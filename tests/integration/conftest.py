@@ -66,7 +66,7 @@ def make_settings(home: Path, **overrides: Any) -> Settings:
         "postgres_port": free_port(),
         "mlflow_port": free_port(),
         "flow_port_base": flow_ports,
-        "metrics_port_base": free_port_block(50, flow_ports),  # each flow process's /metrics
+        "metrics_port_base": free_port_block(60, flow_ports),  # each flow process's /metrics
         "lake_batch_seconds": 0.3,
         "lake_batch_size": 200,
         "lake_compact_seconds": 5.0,  # compaction runs beside readers and the kill -9 test
