@@ -39,7 +39,7 @@ from models.experiments import ExperimentStore, connect, prepare
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RolloutLog", "apply"]
+__all__ = ["RolloutLog", "apply", "progress"]
 
 
 class RolloutLog:
@@ -125,6 +125,20 @@ def apply(
             },
         )
     return decision
+
+
+def progress(
+    experiment: Experiment, decisions: RolloutLog
+) -> tuple[str, int, float, list[RolloutDecision]]:
+    """(status, step, challenger share, decisions) of the experiment's declared rollout: as its
+    last logged decision left it, or running at its first step before any."""
+    spec = experiment.rollout
+    assert spec is not None, "only an experiment with a rollout has progress"
+    logged = decisions.decisions(experiment.name, spec.id)
+    if not logged:
+        return "running", 0, spec.steps[0], []
+    last = logged[-1]
+    return last.status, last.step, last.challenger_share, logged
 
 
 def _same_rollout(experiment: Experiment | None, decision: RolloutDecision) -> bool:
