@@ -39,7 +39,7 @@ from fastapi.responses import ORJSONResponse
 from pydantic import ValidationError
 
 from driftline.ab import Experiment
-from driftline.ab.rollout import FINISHED, weighted
+from driftline.ab.rollout import weighted
 from driftline.clock import utc_now as now
 from driftline.logs import REQUEST_ID
 from driftline.settings import Settings
@@ -72,7 +72,7 @@ from gateway.schemas import (
     RolloutOut,
 )
 from models.experiments import ExperimentStore, current, missing_models, missing_versions
-from models.rollouts import RolloutLog, progress
+from models.rollouts import RolloutLog, RolloutRefused, declared, progress
 
 log = logging.getLogger(__name__)
 
@@ -324,14 +324,12 @@ def create_app(settings: Settings, bridge: KafkaBridge | None = None) -> FastAPI
 
     # --- Rollouts (issue 13, part 2) ---
 
-    async def with_rollout(name: str) -> Experiment | ORJSONResponse:
+    async def with_rollout(name: str, steering: bool = False) -> Experiment | ORJSONResponse:
         """The stored experiment with a declared rollout, or the problem (404 / 409)."""
-        experiment = await asyncio.to_thread(experiments.get, name)
-        if experiment is None:
-            return problem(404, f"no stored experiment {name!r}")
-        if experiment.rollout is None:
-            return problem(409, f"experiment {name!r} declares no rollout")
-        return experiment
+        try:
+            return await asyncio.to_thread(declared, experiments, rollout_log, name, steering)
+        except RolloutRefused as refused:
+            return problem(404 if refused.missing else 409, str(refused))
 
     @app.get(
         "/experiments/{name}/rollout",
@@ -343,16 +341,8 @@ def create_app(settings: Settings, bridge: KafkaBridge | None = None) -> FastAPI
         found = await with_rollout(name)
         if not isinstance(found, Experiment):
             return found
-        assert found.rollout is not None
-        status_, step, share, decided = await asyncio.to_thread(progress, found, rollout_log)
-        return RolloutOut(
-            experiment=name,
-            rollout=found.rollout,
-            status=status_,
-            step=step,
-            challenger_share=share,
-            decisions=decided,
-        )
+        state = await asyncio.to_thread(progress, found, rollout_log)
+        return RolloutOut(experiment=name, **state._asdict())
 
     @app.post(
         "/experiments/{name}/rollout/{action}",
@@ -365,12 +355,9 @@ def create_app(settings: Settings, bridge: KafkaBridge | None = None) -> FastAPI
         """Pause, resume or abort a running rollout: the command goes to the rollout flow on
         `monitoring.rollout.commands`, and its decision shows on `monitoring.rollout` (a command
         that does not apply, such as resume while running, decides nothing)."""
-        found = await with_rollout(name)
+        found = await with_rollout(name, steering=True)
         if not isinstance(found, Experiment):
             return found
-        status_, *_ = await asyncio.to_thread(progress, found, rollout_log)
-        if status_ in FINISHED:
-            return problem(409, f"the rollout of {name!r} has finished ({status_})")
         command = RolloutCommand(
             command_id=uuid.uuid4(), experiment=name, action=action, created_at=now()
         )

@@ -30,16 +30,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
-from driftline.ab import Experiment
-from driftline.ab.rollout import weighted
+from driftline.ab import Experiment, RolloutSpec
+from driftline.ab.rollout import FINISHED, weighted
 from driftline.settings import Settings
 from driftline.topics import RolloutDecision
 from models.experiments import ExperimentStore, connect, prepare
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RolloutLog", "apply", "progress"]
+__all__ = ["RolloutLog", "RolloutRefused", "apply", "declared", "progress"]
 
 
 class RolloutLog:
@@ -127,18 +128,51 @@ def apply(
     return decision
 
 
-def progress(
-    experiment: Experiment, decisions: RolloutLog
-) -> tuple[str, int, float, list[RolloutDecision]]:
-    """(status, step, challenger share, decisions) of the experiment's declared rollout: as its
-    last logged decision left it, or running at its first step before any."""
+class Progress(NamedTuple):
+    """Where a rollout stands: the fields of `GET /experiments/{name}/rollout` but the name."""
+
+    rollout: RolloutSpec
+    status: str
+    step: int
+    challenger_share: float
+    decisions: list[RolloutDecision]
+
+
+def progress(experiment: Experiment, decisions: RolloutLog) -> Progress:
+    """The experiment's declared rollout as its last logged decision left it, or running at its
+    first step before any."""
     spec = experiment.rollout
     assert spec is not None, "only an experiment with a rollout has progress"
     logged = decisions.decisions(experiment.name, spec.id)
     if not logged:
-        return "running", 0, spec.steps[0], []
+        return Progress(spec, "running", 0, spec.steps[0], [])
     last = logged[-1]
-    return last.status, last.step, last.challenger_share, logged
+    return Progress(spec, last.status, last.step, last.challenger_share, logged)
+
+
+class RolloutRefused(Exception):
+    """Why a rollout cannot be shown or steered; `missing` when there is no such experiment."""
+
+    def __init__(self, reason: str, missing: bool = False) -> None:
+        super().__init__(reason)
+        self.missing = missing
+
+
+def declared(
+    store: ExperimentStore, decisions: RolloutLog, name: str, steering: bool = False
+) -> Experiment:
+    """The stored experiment `name` with a declared rollout (that has not finished, when
+    `steering` it); otherwise `RolloutRefused` with the reason. What the API and CLI check."""
+    experiment = store.get(name)
+    if experiment is None:
+        raise RolloutRefused(f"no stored experiment {name!r}", missing=True)
+    if experiment.rollout is None:
+        raise RolloutRefused(f"experiment {name!r} declares no rollout")
+    if steering:
+        status = progress(experiment, decisions).status
+        if status in FINISHED:
+            raise RolloutRefused(f"the rollout of {name!r} has finished ({status})")
+    return experiment
 
 
 def _same_rollout(experiment: Experiment | None, decision: RolloutDecision) -> bool:
