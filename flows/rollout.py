@@ -21,6 +21,7 @@ decision is stored once in the lake.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import bytewax.operators as op
@@ -45,7 +46,8 @@ from flows.wiring import Outgoing, Parsed, configured, consume, publish_all
 from models.experiments import ExperimentStore
 from models.rollouts import RolloutLog, apply
 
-Lookup = Any  # name -> Experiment | None
+Lookup = Callable[[str], Experiment | None]
+"""The stored experiment of a name (`ExperimentStore.get`)."""
 
 
 Routed = tuple[str, Message]
@@ -96,7 +98,7 @@ def pinned(experiment: Experiment) -> ModelRef | None:
     return ModelRef(name=arm.model, version=arm.version) if arm.version else None
 
 
-def route(lookup_all: Any, parsed: Parsed) -> list[tuple[str, Routed]]:
+def route(lookup_all: Callable[[], list[Experiment]], parsed: Parsed) -> list[tuple[str, Routed]]:
     """Keyed (experiment, message) pairs: a report or command to its experiment, an alert to
     every experiment with a rollout."""
     message = parsed.message

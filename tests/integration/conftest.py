@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -150,19 +151,26 @@ def _alive(pid: int) -> bool:
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
 
 
-@pytest.fixture(scope="session")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """The whole embedded stack, up and ready, for the session."""
+@contextmanager
+def trained_stack(s: Settings) -> Iterator[Stack]:
+    """The TF-IDF pair trained on a sample (a few seconds), then the stack up and ready on `s`;
+    stopped on exit."""
     from models import train
 
-    s = make_settings(tmp_path_factory.mktemp("driftline"))
-    train.train(s, sample=2000, only=train.QUICK)  # the TF-IDF pair: a few seconds
+    train.train(s, sample=2000, only=train.QUICK)
     running = Stack(s)
     running.start()
     try:
         yield running
     finally:
         running.stop()
+
+
+@pytest.fixture(scope="session")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The whole embedded stack, up and ready, for the session."""
+    with trained_stack(make_settings(tmp_path_factory.mktemp("driftline"))) as running:
+        yield running
 
 
 @pytest.fixture()
