@@ -14,6 +14,7 @@ driftline flow NAME                 run one flow with recovery on (see `driftlin
 driftline gateway                   run the HTTP gateway
 driftline experiments list|show|put|delete [NAME] [--arm A=MODEL@ALIAS:W ...] [--mode bandit]
                                             [--shadow S=MODEL@ALIAS:SAMPLE ...]
+driftline experiments rollout NAME show|pause|resume|abort   a rollout's state; steer it
 driftline sql "SELECT ..."          query the lake (read-only, safe beside the writer)
 driftline kcat ARGS...              kcat against the broker, with a compatible librdkafka
 """
@@ -384,8 +385,14 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("gateway", help="run the HTTP gateway").set_defaults(fn=cmd_gateway)
 
     e = sub.add_parser("experiments", help="list, show, create/replace or delete A/B experiments")
-    e.add_argument("action", choices=["list", "show", "put", "delete"])
-    e.add_argument("name", nargs="?", help="experiment name (show, put, delete)")
+    e.add_argument("action", choices=["list", "show", "put", "delete", "rollout"])
+    e.add_argument("name", nargs="?", help="experiment name (show, put, delete, rollout)")
+    e.add_argument(
+        "rollout_action",
+        nargs="?",
+        choices=["show", "pause", "resume", "abort"],
+        help="rollout: show its state and decisions (default), or pause, resume or abort it",
+    )
     e.add_argument(
         "--arm",
         action="append",

@@ -1,14 +1,18 @@
-"""`driftline experiments`: list, show, create or replace, and delete A/B experiments."""
+"""`driftline experiments`: list, show, create or replace, and delete A/B experiments; show,
+pause, resume or abort an experiment's rollout (`driftline experiments rollout NAME ACTION`)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import uuid
 
 from pydantic import ValidationError
 
 from driftline.ab import Arm, Experiment
+from driftline.clock import utc_now
 from driftline.settings import Settings
+from driftline.topics import ROLLOUT_COMMANDS, Message, RolloutCommand, Topic, message_key
 from models.experiments import ExperimentStore, current, missing_models
 
 
@@ -60,10 +64,64 @@ def describe(arm: Arm) -> str:
     return f"{address}:shadow {arm.shadow_sample:g}" if arm.shadow else f"{address}:{arm.weight:g}"
 
 
+# --- Rollouts (issue 13, part 2) ---
+
+
+def cmd_rollout(s: Settings, name: str, action: str) -> int:
+    """`show` prints the rollout's state and decisions as JSON; `pause`, `resume` and `abort`
+    publish a command on `monitoring.rollout.commands`, as `POST .../rollout/{action}` does."""
+    from models.rollouts import RolloutLog, RolloutRefused, declared, progress
+
+    log = RolloutLog.of(s)
+    try:
+        experiment = declared(ExperimentStore.of(s), log, name, steering=action != "show")
+    except RolloutRefused as refused:
+        print(refused, file=sys.stderr)
+        return 1
+    if action == "show":
+        from gateway.schemas import RolloutOut  # what GET /experiments/{name}/rollout answers
+
+        state = progress(experiment, log)._asdict()
+        shown = RolloutOut(experiment=name, **state)
+        print(shown.model_dump_json(indent=2))
+        return 0
+    command = RolloutCommand.model_validate(
+        {"command_id": uuid.uuid4(), "experiment": name, "action": action, "created_at": utc_now()}
+    )
+    if not publish(s, ROLLOUT_COMMANDS, command):
+        print("the broker did not acknowledge the command", file=sys.stderr)
+        return 1
+    print(command.model_dump_json())
+    return 0
+
+
+def publish(s: Settings, topic: Topic, message: Message, timeout: float = 30.0) -> bool:
+    """Produce one message and wait for the broker's acknowledgement."""
+    from confluent_kafka import Producer
+
+    from broker.clients import producer_config
+
+    acked: list[bool] = []
+    producer = Producer(producer_config(s))
+    producer.produce(
+        topic.name(s.kafka),
+        key=message_key(topic, message),
+        value=message.to_json(),
+        on_delivery=lambda error, _msg: acked.append(error is None),
+    )
+    producer.flush(timeout)
+    return acked == [True]
+
+
+# --- end of rollouts ---
+
+
 def cmd_experiments(s: Settings, args: argparse.Namespace) -> int:
     if args.action != "list" and not args.name:
         print(f"experiments {args.action} needs a NAME", file=sys.stderr)
         return 2
+    if args.action == "rollout":
+        return cmd_rollout(s, args.name, args.rollout_action or "show")
     store = ExperimentStore.of(s)
     if args.action == "delete":
         deleted = store.delete(args.name)

@@ -25,7 +25,7 @@ from driftline.settings import Settings
 from servers import logstore, mlflow_server, objectstore, postgres, tansu
 from servers.recipe import Recipe
 
-FLOWS = ("inference", "lakewriter", "feedback", "ab", "monitor")
+FLOWS = ("inference", "lakewriter", "feedback", "ab", "monitor", "rollout")
 GATEWAY = "gateway"
 BROKER, LOGSTORE = "broker", "logstore"
 

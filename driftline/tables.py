@@ -28,6 +28,7 @@ from driftline.topics import (
     Feedback,
     InferenceResult,
     Message,
+    RolloutDecision,
 )
 
 Row = dict[str, Any]
@@ -63,6 +64,8 @@ def columns_of(schema: type[Message], exclude: tuple[str, ...] = ()) -> dict[str
             columns |= {f"{name}_{c}": t for c, t in columns_of(kind).items()}
         elif typing.get_origin(kind) in (list, tuple):
             columns[name] = "JSON"
+        elif typing.get_origin(kind) is typing.Literal:  # names such as a rollout's status
+            columns[name] = "VARCHAR"
         else:
             columns[name] = _SQL_TYPES[kind]
     return columns
@@ -139,6 +142,8 @@ AB_METRICS = LakeTable.of(
     "ab_metrics", ABReport, key=("experiment", "emitted_at"), stamp="emitted_at"
 )
 ALERTS = LakeTable.of("alerts", Alert, key=("alert_id",), stamp="window_end")  # id of the window
+# Rollouts (issue 13, part 2): one row per decision; a replayed decision has the same id and time.
+ROLLOUTS = LakeTable.of("rollouts", RolloutDecision, key=("decision_id",), stamp="created_at")
 
 STREAMED: tuple[LakeTable, ...] = (
     INFERENCES,
@@ -147,6 +152,7 @@ STREAMED: tuple[LakeTable, ...] = (
     DRIFT_METRICS,
     AB_METRICS,
     ALERTS,
+    ROLLOUTS,
 )
 """Tables the lake writer fills from topics."""
 TABLE_FOR: dict[type[Message], LakeTable] = {t.source: t for t in STREAMED if t.source}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
 
 import orjson
@@ -278,6 +278,55 @@ class RetrainRequest(Message):
     requested_at: UtcDatetime
 
 
+# --- Rollouts (issue 13, part 2): a ramp's decisions and the commands a person gives it. ---
+
+RolloutKind = Literal["advance", "complete", "rollback", "pause", "resume", "abort"]
+RolloutStatus = Literal["running", "paused", "completed", "rolled_back", "aborted"]
+
+
+class RolloutDecision(Message):
+    """`monitoring.rollout`: one step of a rollout (`driftline.ab.rollout`), keyed by experiment."""
+
+    decision_id: str
+    """Digest of (experiment, rollout id, sequence number, kind, step): a replay re-derives it,
+    so the lake stores each decision once."""
+    experiment: str
+    rollout_id: str
+    seq: int
+    """Decisions of this rollout before this one."""
+    kind: RolloutKind
+    status: RolloutStatus
+    """The rollout's status after this decision."""
+    step: int
+    """Index into the declared steps after this decision."""
+    challenger: str
+    champion: str
+    challenger_share: float
+    """The challenger's share of the two arms' traffic after this decision (0: it is a shadow)."""
+    model: ModelRef | None = None
+    """The challenger's model version, once a report or its pinned arm has named it."""
+    ci_lower: float | None = None
+    ci_upper: float | None = None
+    """Confidence sequence of challenger - champion reward when the decision was taken."""
+    feedback_count: int = 0
+    """Feedback scores on the challenger when the decision was taken."""
+    reason: str
+    created_at: UtcDatetime
+    """Event time of the report, alert or command that caused it."""
+
+
+class RolloutCommand(Message):
+    """`monitoring.rollout.commands`: a person pauses, resumes or aborts a rollout."""
+
+    command_id: UUID
+    experiment: str
+    action: Literal["pause", "resume", "abort"]
+    created_at: UtcDatetime
+
+
+# --- end of rollouts ---
+
+
 class DeadLetter(Message):
     """`deadletter`: a message a flow could not use, with the reason and the original bytes."""
 
@@ -339,6 +388,8 @@ AB = Topic("monitoring.ab", ABReport, key="experiment")
 ALERTS = Topic("monitoring.alerts", Alert, key="model")
 DEADLETTER = Topic("deadletter", DeadLetter, key="source_topic")
 RETRAIN_REQUESTS = Topic("retrain.requests", RetrainRequest, key="model")
+ROLLOUT = Topic("monitoring.rollout", RolloutDecision, key="experiment")
+ROLLOUT_COMMANDS = Topic("monitoring.rollout.commands", RolloutCommand, key="experiment")
 
 ALL_TOPICS: tuple[Topic, ...] = (
     REQUESTS,
@@ -350,6 +401,8 @@ ALL_TOPICS: tuple[Topic, ...] = (
     ALERTS,
     DEADLETTER,
     RETRAIN_REQUESTS,
+    ROLLOUT,
+    ROLLOUT_COMMANDS,
 )
 
 

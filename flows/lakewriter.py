@@ -38,6 +38,7 @@ from driftline.topics import (
     DRIFT,
     FEEDBACK,
     RESULTS,
+    ROLLOUT,
     DeadLetter,
     InferenceResult,
 )
@@ -46,7 +47,7 @@ from flows.wiring import Parsed, configured, consume, publish, to_deadletter
 from lakehouse import maintenance
 
 log = logging.getLogger(__name__)
-TOPICS = [RESULTS, FEEDBACK, DEADLETTER, DRIFT, AB, ALERTS]
+TOPICS = [RESULTS, FEEDBACK, DEADLETTER, DRIFT, AB, ALERTS, ROLLOUT]
 Batch = tuple[str, list[Row]]
 
 

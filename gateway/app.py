@@ -6,6 +6,8 @@
     PATCH /inference              feedback for an inference (accumulates)
     GET   /experiments[/{name}]   A/B experiments (stored, plus the default one)
     PUT   /experiments/{name}     create or replace an experiment; DELETE removes it
+    GET   /experiments/{name}/rollout                    a declared rollout, where it stands
+    POST  /experiments/{name}/rollout/{pause|resume|abort}  a person steers it (`flows.rollout`)
     GET   /ui                     the live monitoring dashboard (`gateway.dashboard`)
     GET   /health, /ready, /docs, /metrics (Prometheus: `gateway.metrics`)
 
@@ -29,7 +31,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from fastapi import FastAPI, Request, Response, status
@@ -37,6 +39,7 @@ from fastapi.responses import ORJSONResponse
 from pydantic import ValidationError
 
 from driftline.ab import Experiment
+from driftline.ab.rollout import weighted
 from driftline.clock import utc_now as now
 from driftline.logs import REQUEST_ID
 from driftline.settings import Settings
@@ -44,10 +47,12 @@ from driftline.tables import INFERENCES
 from driftline.topics import (
     FEEDBACK,
     REQUESTS,
+    ROLLOUT_COMMANDS,
     Feedback,
     InferenceRequest,
     InferenceResult,
     ModelRef,
+    RolloutCommand,
 )
 from gateway import dashboard, metrics
 from gateway.auth import guard
@@ -64,8 +69,10 @@ from gateway.schemas import (
     InferenceItemOut,
     InferenceOut,
     Problem,
+    RolloutOut,
 )
 from models.experiments import ExperimentStore, current, missing_models, missing_versions
+from models.rollouts import RolloutLog, RolloutRefused, declared, progress
 
 log = logging.getLogger(__name__)
 
@@ -96,12 +103,14 @@ ERRORS = {
     401: "No API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`.",
     403: "The API key is not valid.",
     404: "Not found: the named experiment, path or id.",
-    409: "The default experiment always exists: replace it with PUT, it cannot be deleted.",
+    409: "Conflict: the default experiment cannot be deleted (replace it with PUT), or the "
+    "experiment has no rollout, or its rollout has finished.",
     413: "The body is larger than DRIFTLINE_GATEWAY_MAX_BODY_BYTES.",
     422: "The request breaks the schema, or names a model that is not registered.",
     503: "The broker is unreachable, or the model could not score.",
     504: "No result in time: fetch it later with GET /inference/{inference_id}.",
 }
+DEFAULT_STAYS = "The default experiment always exists: replace it with PUT, it cannot be deleted."
 BODY = (400, 413, 422)
 """What any route that reads a body may answer."""
 
@@ -130,6 +139,7 @@ def create_app(settings: Settings, bridge: KafkaBridge | None = None) -> FastAPI
     bridge = bridge or KafkaBridge(settings)
     monitoring = MonitoringTail(settings)
     experiments = ExperimentStore.of(settings)
+    rollout_log = RolloutLog.of(settings)
     ready_cache: dict[str, Any] = {"at": 0.0, "body": None}
     registered_versions: set[tuple[str, str]] = set()  # versions seen registered: no re-check
     changes = guard(settings.gateway)  # an API key, once keys are configured
@@ -296,16 +306,68 @@ def create_app(settings: Settings, bridge: KafkaBridge | None = None) -> FastAPI
     )
     async def put_experiment(name: str, body: ExperimentIn) -> Any:
         """Create or replace; the inference flow routes by it within the refresh interval."""
+        fields = body.model_dump(exclude_unset=True)
+        if fields.get("rollout") is not None:  # each PUT starts the ramp over
+            fields["rollout"]["id"] = uuid.uuid4().hex[:16]
         try:
-            experiment = Experiment(name=name, **body.model_dump(exclude_unset=True))
+            experiment = Experiment(name=name, **fields)
         except ValidationError as exc:  # what the schema cannot say: repeated arm names
             reasons = (str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
             return problem(422, "; ".join(reasons))
         missing = await asyncio.to_thread(missing_models, settings, experiment)
         if missing:
             return problem(422, "; ".join(missing))
+        if experiment.rollout is not None:  # the ramp's first step
+            experiment = weighted(experiment, experiment.rollout.steps[0])
         await asyncio.to_thread(experiments.put, experiment)
         return experiment
+
+    # --- Rollouts (issue 13, part 2) ---
+
+    async def with_rollout(name: str, steering: bool = False) -> Experiment | ORJSONResponse:
+        """The stored experiment with a declared rollout, or the problem (404 / 409)."""
+        try:
+            return await asyncio.to_thread(declared, experiments, rollout_log, name, steering)
+        except RolloutRefused as refused:
+            return problem(404 if refused.missing else 409, str(refused))
+
+    @app.get(
+        "/experiments/{name}/rollout",
+        response_model=RolloutOut,
+        responses=documented(404, 409, 422),
+    )
+    async def get_rollout(name: str) -> Any:
+        """The declared rollout, its status and step, and every decision taken so far."""
+        found = await with_rollout(name)
+        if not isinstance(found, Experiment):
+            return found
+        state = await asyncio.to_thread(progress, found, rollout_log)
+        return RolloutOut(experiment=name, **state._asdict())
+
+    @app.post(
+        "/experiments/{name}/rollout/{action}",
+        status_code=202,
+        response_model=RolloutCommand,
+        responses=documented(*keyed, 404, 409, 422, 503),
+        dependencies=changes,
+    )
+    async def command_rollout(name: str, action: Literal["pause", "resume", "abort"]) -> Any:
+        """Pause, resume or abort a running rollout: the command goes to the rollout flow on
+        `monitoring.rollout.commands`, and its decision shows on `monitoring.rollout` (a command
+        that does not apply, such as resume while running, decides nothing)."""
+        found = await with_rollout(name, steering=True)
+        if not isinstance(found, Experiment):
+            return found
+        command = RolloutCommand(
+            command_id=uuid.uuid4(), experiment=name, action=action, created_at=now()
+        )
+        try:
+            await bridge.publish(ROLLOUT_COMMANDS, command)
+        except BrokerUnavailable as exc:
+            return problem(503, str(exc))
+        return command
+
+    # --- end of rollouts ---
 
     @app.delete(
         "/experiments/{name}",
@@ -318,7 +380,7 @@ def create_app(settings: Settings, bridge: KafkaBridge | None = None) -> FastAPI
         """Remove a stored experiment. The default one always exists (requests that name none
         route by it): it cannot be deleted (409), only replaced with PUT."""
         if name == settings.ab.default_experiment:
-            return problem(409, ERRORS[409])
+            return problem(409, DEFAULT_STAYS)
         if not await asyncio.to_thread(experiments.delete, name):
             return problem(404, f"no stored experiment {name!r}")
         return Response(status_code=204)

@@ -23,8 +23,9 @@ from pydantic import (
     model_validator,
 )
 
+from driftline.ab import RolloutSpec
 from driftline.clock import utc_now
-from driftline.topics import InferenceResult, ModelRef, Probability
+from driftline.topics import InferenceResult, ModelRef, Probability, RolloutDecision
 
 FUTURE_SKEW = timedelta(minutes=1)
 """Clock skew tolerated between a client's `created_at` and the gateway's clock."""
@@ -195,6 +196,37 @@ class VersionArmIn(_ArmIn):
     version: str = Field(min_length=1)
 
 
+class RolloutIn(_Body):
+    """A ramp of the `challenger` arm against the `champion` arm (`driftline.ab.rollout`): its
+    share of their traffic goes through `steps` while the sequential test says it is not worse
+    by more than `margin`; it is rolled back at once when an alert names its model or the test
+    shows it worse, and at the last step (1) the registry alias `champion` moves to it. Steps
+    must rise strictly and end at 1; both arms must exist; mode must be `fixed` (422 if not)."""
+
+    challenger: str = Field(min_length=1, description="The arm that is ramped up.")
+    champion: str = Field(min_length=1, description="The arm it takes traffic from.")
+    steps: list[Annotated[float, Field(gt=0, le=1, strict=True)]] = Field(
+        [0.05, 0.25, 0.5, 1.0], min_length=1, description="Challenger shares, rising, ending at 1."
+    )
+    margin: float = Field(
+        0.02, gt=0, lt=1, strict=True, description="Non-inferiority margin in reward units."
+    )
+    min_feedback: int = Field(
+        30, ge=1, strict=True, description="New feedback scores on the challenger per step."
+    )
+
+
+class RolloutOut(BaseModel):
+    """`GET /experiments/{name}/rollout`: the declared ramp, where it stands, its decisions."""
+
+    experiment: str
+    rollout: RolloutSpec
+    status: str
+    step: int
+    challenger_share: float
+    decisions: list[RolloutDecision]
+
+
 class ExperimentIn(_Body):
     """`PUT /experiments/{name}`: the experiment without its name (the path gives it). Each arm
     names its model by alias or by version, never both; arm names must differ, and one arm at
@@ -203,6 +235,10 @@ class ExperimentIn(_Body):
     arms: list[AliasArmIn | VersionArmIn] = Field(min_length=1)
     mode: Literal["fixed", "bandit"] = "fixed"
     description: str = ""
+    rollout: RolloutIn | None = Field(
+        None,
+        description="Ramp a challenger (`RolloutIn`); each PUT starts it over at its first step.",
+    )
 
 
 class FeedbackIn(_Body):

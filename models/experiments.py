@@ -23,7 +23,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from driftline.ab import Experiment
@@ -36,9 +36,11 @@ log = logging.getLogger(__name__)
 __all__ = [
     "ExperimentCache",
     "ExperimentStore",
+    "connect",
     "current",
     "missing_models",
     "missing_versions",
+    "prepare",
     "registered",
 ]
 
@@ -48,27 +50,19 @@ class ExperimentStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as con:
-            con.execute("PRAGMA journal_mode=WAL")
-            con.execute(
-                "CREATE TABLE IF NOT EXISTS experiments ("
-                " name TEXT PRIMARY KEY, body TEXT NOT NULL,"
-                " updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')))"
-            )
+        prepare(
+            path,
+            "CREATE TABLE IF NOT EXISTS experiments ("
+            " name TEXT PRIMARY KEY, body TEXT NOT NULL,"
+            " updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')))",
+        )
 
     @classmethod
     def of(cls, settings: Settings) -> ExperimentStore:
         return cls(settings.experiments_db)
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        con = sqlite3.connect(self.path, timeout=10)
-        try:
-            with con:  # commits, or rolls back on error
-                yield con
-        finally:
-            con.close()
+    def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
+        return connect(self.path)
 
     def list(self) -> list[Experiment]:
         with self._connect() as con:
@@ -94,6 +88,25 @@ class ExperimentStore:
         with self._connect() as con:
             deleted = con.execute("DELETE FROM experiments WHERE name = ?", [name]).rowcount
         return bool(deleted)
+
+
+@contextmanager
+def connect(path: Path) -> Iterator[sqlite3.Connection]:
+    """A connection to the experiments' SQLite file that commits, or rolls back on error."""
+    con = sqlite3.connect(path, timeout=10)
+    try:
+        with con:
+            yield con
+    finally:
+        con.close()
+
+
+def prepare(path: Path, table_ddl: str) -> None:
+    """Create the file (in WAL mode, so processes read while one writes) and one table."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with connect(path) as con:
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute(table_ddl)
 
 
 Registry = Callable[[Settings], Registered]

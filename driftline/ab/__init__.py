@@ -6,6 +6,6 @@ gateway, the CLI) import them from their modules when they need them.
 """
 
 from driftline.ab.assignment import assign_arm, unit_interval
-from driftline.ab.experiment import Arm, Experiment
+from driftline.ab.experiment import Arm, Experiment, RolloutSpec
 
-__all__ = ["Arm", "Experiment", "assign_arm", "unit_interval"]
+__all__ = ["Arm", "Experiment", "RolloutSpec", "assign_arm", "unit_interval"]

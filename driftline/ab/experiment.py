@@ -26,6 +26,11 @@ Arm.shadow_sample
 Experiment.mode
     ``fixed`` routes by hashed weights (`assign_arm`); ``bandit`` routes by Thompson sampling
     on feedback reward (`ThompsonSampler`), and the weights are then unused.
+Experiment.rollout
+    Optional `RolloutSpec`: ramp the ``challenger`` arm through ``steps`` (its share of the
+    traffic it shares with the ``champion`` arm) while the sequential test says it is not worse
+    by more than ``margin`` (`driftline.ab.rollout`). Fixed mode only. ``id`` names one run of
+    the ramp: the gateway stamps a fresh one on every PUT, so a stored rollout starts over.
 
 Example
 -------
@@ -60,11 +65,12 @@ MLflow model registry aliases: https://mlflow.org/docs/latest/model-registry.htm
 from __future__ import annotations
 
 from collections import Counter
+from itertools import pairwise
 from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["Arm", "Experiment"]
+__all__ = ["Arm", "Experiment", "RolloutSpec"]
 
 
 class Arm(BaseModel):
@@ -92,6 +98,40 @@ class Arm(BaseModel):
         return self
 
 
+class RolloutSpec(BaseModel):
+    """A declared ramp of a challenger arm against a champion arm (`driftline.ab.rollout`).
+
+    >>> RolloutSpec(challenger="B", champion="A").steps
+    (0.05, 0.25, 0.5, 1.0)
+    >>> try:
+    ...     RolloutSpec(challenger="B", champion="A", steps=(0.5, 0.25))
+    ... except ValueError as error:
+    ...     print(error.errors()[0]["msg"])
+    Value error, rollout steps must rise strictly within (0, 1] and end at 1, got [0.5, 0.25]
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    challenger: str = Field(min_length=1)
+    champion: str = Field(min_length=1)
+    steps: tuple[float, ...] = Field(default=(0.05, 0.25, 0.5, 1.0), min_length=1)
+    margin: float = Field(default=0.02, gt=0, lt=1)
+    min_feedback: int = Field(default=30, ge=1)
+    id: str = ""
+
+    @model_validator(mode="after")
+    def _ramp(self) -> Self:
+        steps = self.steps
+        rising = all(a < b for a, b in pairwise(steps))
+        if not (rising and steps[0] > 0 and steps[-1] == 1.0):
+            raise ValueError(
+                f"rollout steps must rise strictly within (0, 1] and end at 1, got {list(steps)}"
+            )
+        if self.challenger == self.champion:
+            raise ValueError(f"rollout challenger and champion must differ, got {self.champion!r}")
+        return self
+
+
 class Experiment(BaseModel):
     """A named A/B test over one or more arms."""
 
@@ -101,6 +141,7 @@ class Experiment(BaseModel):
     arms: tuple[Arm, ...] = Field(min_length=1)
     mode: Literal["fixed", "bandit"] = "fixed"
     description: str = ""
+    rollout: RolloutSpec | None = None
 
     @model_validator(mode="after")
     def _unique_arm_names(self) -> Self:
@@ -109,6 +150,14 @@ class Experiment(BaseModel):
             raise ValueError(f"experiment {self.name!r} repeats arm names {repeated}")
         if not self.answering:
             raise ValueError(f"experiment {self.name!r} needs an arm that is not a shadow")
+        if self.rollout is not None:
+            names = {a.name for a in self.arms}
+            declared = (self.rollout.champion, self.rollout.challenger)
+            unknown = [n for n in declared if n not in names]
+            if unknown:
+                raise ValueError(f"experiment {self.name!r}: rollout names unknown arms {unknown}")
+            if self.mode != "fixed":
+                raise ValueError(f"experiment {self.name!r}: a rollout needs mode 'fixed'")
         return self
 
     @property

@@ -241,15 +241,17 @@ class FlowSettings(Group):
     metrics_port_base: int = setting(
         9400,
         "Prometheus /metrics of the flows: process p of the i-th flow (inference, lakewriter, "
-        "feedback, ab, monitor) listens on this + 10*i + p (0: no metrics endpoint).",
+        "feedback, ab, monitor, rollout) listens on this + 10*i + p (0: no metrics endpoint).",
         env="METRICS_PORT_BASE",
         ge=0,
         le=65000,
     )
 
     METRICS_PORTS_PER_FLOW: ClassVar[int] = 10
-    METRICS_PORTS: ClassVar[int] = 50
-    """Ports the metrics endpoints may take from `metrics_port_base`: 10 per flow, 5 flows."""
+    FLOW_COUNT: ClassVar[int] = 6
+    """Flows `driftline up` runs (`app.topology.FLOWS`)."""
+    METRICS_PORTS: ClassVar[int] = 10 * FLOW_COUNT
+    """Ports the metrics endpoints may take from `metrics_port_base`: 10 per flow."""
 
     @model_validator(mode="after")
     def _metrics_ports_fit(self) -> Self:
@@ -265,7 +267,7 @@ class FlowSettings(Group):
                 f"per flow while {name} is set (got {self.processes})"
             )
         ours = range(base, base + self.METRICS_PORTS)
-        cluster = range(self.port_base, self.port_base + 5 * max(self.processes, 2))
+        cluster = range(self.port_base, self.port_base + self.FLOW_COUNT * max(self.processes, 2))
         if ours.start < cluster.stop and cluster.start < ours.stop:
             raise ValueError(
                 f"{name}: its ports {ours.start}-{ours.stop - 1} overlap the flows' cluster "

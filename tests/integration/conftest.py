@@ -67,7 +67,7 @@ def make_settings(home: Path, **overrides: Any) -> Settings:
         "postgres_port": free_port(),
         "mlflow_port": free_port(),
         "flow_port_base": flow_ports,
-        "metrics_port_base": free_port_block(50, flow_ports),  # each flow process's /metrics
+        "metrics_port_base": free_port_block(60, flow_ports),  # each flow process's /metrics
         "lake_batch_seconds": 0.3,
         "lake_batch_size": 200,
         "lake_compact_seconds": 5.0,  # compaction runs beside readers and the kill -9 test
@@ -154,8 +154,9 @@ def _alive(pid: int) -> bool:
 
 
 @contextmanager
-def started(s: Settings) -> Iterator[Stack]:
-    """A stack on `s`, up and ready, after training the TF-IDF pair on a sample (seconds)."""
+def trained_stack(s: Settings) -> Iterator[Stack]:
+    """The TF-IDF pair trained on a sample (a few seconds), then the stack up and ready on `s`;
+    stopped on exit."""
     from models import train
 
     train.train(s, sample=2000, only=train.QUICK)
@@ -170,7 +171,7 @@ def started(s: Settings) -> Iterator[Stack]:
 @pytest.fixture(scope="session")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The whole embedded stack, up and ready, for the session."""
-    with started(make_settings(tmp_path_factory.mktemp("driftline"))) as running:
+    with trained_stack(make_settings(tmp_path_factory.mktemp("driftline"))) as running:
         yield running
 
 

@@ -20,7 +20,7 @@ from driftline.tables import SENTIMENT_TRAIN
 from driftline.topics import ALERTS, RESULTS, Alert, InferenceResult, decode
 from models import registry, retrain
 from models.datasets import sentiment_binary, sms_texts
-from tests.integration.conftest import WITH_KEY, Stack, make_settings, started, wait_until
+from tests.integration.conftest import WITH_KEY, Stack, make_settings, trained_stack, wait_until
 from tests.integration.test_monitor import send
 from tests.integration.test_spine import read_topic
 
@@ -38,7 +38,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         retrain_sample=1500,
         retrain_min_feedback=MIN_FEEDBACK,
     )
-    with started(s) as running:
+    with trained_stack(s) as running:
         yield running
 
 

@@ -178,7 +178,9 @@ def test_the_openapi_document_declares_the_keys_where_they_are_needed(keyed: Any
     assert schemes["apiKey"]["in"] == "header" and schemes["apiKey"]["name"] == "X-API-Key"
     for path, ops in doc["paths"].items():
         for method, op in ops.items():
-            changes = path == "/experiments/{name}" and method in ("put", "delete")
+            changes = (path == "/experiments/{name}" and method in ("put", "delete")) or (
+                path == "/experiments/{name}/rollout/{action}"
+            )
             assert ("security" in op) == changes, (method, path)
             assert ("401" in op["responses"]) == changes, (method, path)
             if changes:

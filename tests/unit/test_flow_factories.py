@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-FLOWS = ("ab", "feedback", "inference", "lakewriter", "monitor")
+FLOWS = ("ab", "feedback", "inference", "lakewriter", "monitor", "rollout")
 
 PROBE = """
 import json, socket, sqlite3, sys

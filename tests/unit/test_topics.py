@@ -78,7 +78,7 @@ def test_topic_names_carry_the_prefix_and_are_unique() -> None:
     s = settings.load(topic_prefix="staging.")
     names = [t.name(s.kafka) for t in ALL_TOPICS]
     assert REQUESTS.name(s.kafka) == "staging.inference.requests"
-    assert len(set(names)) == len(names) == 9
+    assert len(set(names)) == len(names) == 11
 
 
 def test_messages_about_one_inference_are_keyed_by_its_id() -> None:
