@@ -14,12 +14,7 @@ broker is down is dropped and the flow goes on. Here:
   so under concurrent producers a fetch can return a later batch before an earlier one is
   visible; taking it would skip the earlier one for good (measured: 4 of 1,000 requests never
   scored after a broker restart). Idle partitions fetch only now and then
-  (`flows.fetching.Pacing`), and busy ones of a monitoring flow gather: once a partition has
-  taken everything up to the log end it waits `gather` seconds before it takes more, and its
-  consumer (`queued.min.messages` 1) sends one fetch meanwhile instead of one per message.
-  tansu lists a partition's every stored batch on each fetch behind the end: with six
-  consumers fetching on every message, that listing was most of the broker's and the log
-  store's CPU, and 200 requests/s fell to 60 within minutes.
+  (`flows.fetching.Pacing`).
 - `KafkaOutput` waits for every message of a batch to be acknowledged and raises when one is
   not. The flow process then stops before its snapshot covers the batch; the supervisor starts
   it again and it replays from its last snapshot (at-least-once; every sink de-duplicates).
@@ -73,11 +68,8 @@ class _SharedConsumer:
     partition until that partition asks for them. Idle, it fetches only now and then
     (`Pacing`)."""
 
-    def __init__(self, config: dict[str, Any], batch_size: int, pace: bool, gather: float) -> None:
-        if gather:  # fetch again only once the app has taken what the last fetch brought
-            config = config | {"queued.min.messages": 1}
+    def __init__(self, config: dict[str, Any], batch_size: int, pace: bool) -> None:
         self._consumer = Consumer(config)
-        self.gather = gather
         self._batch_size = batch_size
         self._queues: dict[tuple[str, int], deque[Raw]] = {}
         self._offsets = Contiguous(GAP_GRACE)
@@ -191,8 +183,6 @@ class _Partition(StatefulSourcePartition[Raw, int]):
             self._empty_polls, self._awake = 0, None
             self._taken.inc(len(batch))
             self._last_message.set_to_current_time()
-            if self._shared.gather and self._at_end():
-                self._awake = utc_now() + timedelta(seconds=self._shared.gather)
         else:
             sleep = max(
                 IDLE_SLEEPS[min(self._empty_polls, len(IDLE_SLEEPS) - 1)], self._shared.quiet_for()
@@ -204,11 +194,6 @@ class _Partition(StatefulSourcePartition[Raw, int]):
             self._lag_at = now + LAG_EVERY
             self._measure_lag()
         return batch
-
-    def _at_end(self) -> bool:
-        """Nothing more to take, as far as the last fetch knew (no request to the broker)."""
-        marks = self._shared.high_watermark(self._topic, self._partition)
-        return marks is None or self._offset >= marks[1]
 
     def _measure_lag(self) -> None:
         marks = self._shared.high_watermark(self._topic, self._partition)
@@ -237,13 +222,11 @@ class KafkaInput(FixedPartitionedSource[Raw, int]):
         batch_size: int,
         config: dict[str, Any],
         pace: bool = True,
-        gather: float = 0.0,
         flow: str = "",
     ) -> None:
         """`pace`: fetch only now and then while idle (`Pacing`): not for the request path.
-        `gather`: seconds a partition at the log end waits before it takes more.
         `flow`: the flow's name in its metrics."""
-        self._pace, self._gather = pace, gather
+        self._pace = pace
         self.flow = flow
         self._brokers = brokers
         self._topics = list(topics)
@@ -266,9 +249,7 @@ class KafkaInput(FixedPartitionedSource[Raw, int]):
         with self._lock:
             if key not in self._consumers:
                 config = {"bootstrap.servers": self._brokers} | self._config
-                self._consumers[key] = _SharedConsumer(
-                    config, self._batch_size, self._pace, self._gather
-                )
+                self._consumers[key] = _SharedConsumer(config, self._batch_size, self._pace)
             return self._consumers[key]
 
     def release(self, key: tuple[str, int], topic: str, partition: int) -> None:

@@ -57,34 +57,18 @@ class Outgoing:
     message: Message
 
 
-def gathering_fetch_wait_ms(settings: Settings) -> int:
-    """The fetch wait of a monitoring flow's consumer: at least twice its gather interval.
-
-    tansu stops listing a partition's batches when the fetch's wait runs out and returns only
-    the batches it listed by then: with 1,000 stored batches under load, a 50 ms wait gave a
-    gathering consumer a few batches a fetch, it fell behind by the whole log, and retention
-    removed what it had not read (measured: 87% of results never reached the lake in a 30-min
-    soak). A consumer that is not waiting for an answer can wait longer for a whole listing.
-    """
-    return max(settings.kafka.fetch_wait_ms, 2 * settings.kafka.gather_ms)
-
-
 def read(
     step_id: str, flow: Dataflow, settings: Settings, topics: list[Topic], pace: bool = True
 ) -> Stream[Raw]:
     """Raw messages from `topics`; consumer errors are logged (they carry no message).
-    `pace`: fetch only now and then while idle (`flows.fetching.Pacing`), and gather messages
-    for `DRIFTLINE_KAFKA_GATHER_MS` once at the end of the log."""
+    `pace`: fetch only now and then while idle (`flows.fetching.Pacing`)."""
     config = consumer_config(settings, group_id="driftline-" + flow.flow_id)
-    if pace:  # see `gathering_fetch_wait_ms`
-        config["fetch.wait.max.ms"] = gathering_fetch_wait_ms(settings)
     source = KafkaInput(
         settings.kafka.brokers,
         [t.name(settings.kafka) for t in topics],
         settings.flows.batch_size,
         {k: v for k, v in config.items() if k != "bootstrap.servers"},
         pace,
-        gather=settings.kafka.gather_ms / 1000 if pace else 0.0,
         flow=flow.flow_id,
     )
     return op.input(step_id, flow, source)

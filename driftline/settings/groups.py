@@ -55,14 +55,6 @@ class KafkaSettings(Group):
         ge=1,
         le=5000,
     )
-    gather_ms: int = setting(
-        250,
-        "A monitoring flow at the end of the log waits this long before it takes more, and its "
-        "consumer fetches once meanwhile: every fetch behind the end makes tansu list all the "
-        "partition's stored batches. 0: fetch as soon as anything comes (the request path).",
-        ge=0,
-        le=5000,
-    )
     replication_factor: int = setting(
         1, "Replicas per partition when driftline creates topics (3 on a Kafka cluster).", ge=1
     )

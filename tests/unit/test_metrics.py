@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from app import status
 from app.topology import FLOWS, flow_specs, gateway_spec, metrics_port
 from driftline import settings
-from driftline.clock import utc_now
 from driftline.settings import SettingsError
 from driftline.topics import (
     Alert,
@@ -211,10 +210,8 @@ def test_monitor_gauges_follow_the_latest_report_and_count_alerts() -> None:
 
 
 class FakeShared:
-    def __init__(
-        self, batches: list[list[Any]], marks: tuple[int, int] | None, gather: float = 0.0
-    ) -> None:
-        self.batches, self.marks, self.gather = batches, marks, gather
+    def __init__(self, batches: list[list[Any]], marks: tuple[int, int] | None) -> None:
+        self.batches, self.marks = batches, marks
 
     def add(self, topic: str, partition: int, offset: int) -> None:
         pass
@@ -251,24 +248,6 @@ def test_source_partition_counts_messages_and_measures_lag(monkeypatch: Any) -> 
         "driftline_flow_last_message_timestamp_seconds", {"flow": "unitflow", "topic": "t_unit"}
     )
     assert last is not None and last > 0
-
-
-@pytest.mark.parametrize(("end", "waits"), [(8, True), (20, False)])
-def test_a_gathering_partition_waits_only_once_it_has_taken_everything(
-    monkeypatch: Any, end: int, waits: bool
-) -> None:
-    source = KafkaInput("127.0.0.1:1", ["t_unit"], 10, {}, gather=0.25, flow="unitflow")
-    shared = FakeShared([[Raw(5), Raw(6), Raw(7)]], (0, end), gather=0.25)
-    monkeypatch.setattr(source, "shared", lambda key: shared)
-    part = _Partition(source, ("in", 1), "t_unit", 2)
-    part.start_at(5)
-    before = utc_now()
-    part.next_batch()
-    awake = part.next_awake()
-    if waits:  # at the log end: come back after the gather interval, not at once
-        assert awake is not None and awake >= before + timedelta(seconds=0.25)
-    else:  # behind: take the rest at once
-        assert awake is None
 
 
 def test_dead_letters_are_counted_by_kind_when_published() -> None:
