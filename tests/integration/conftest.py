@@ -171,7 +171,11 @@ def trained_stack(s: Settings) -> Iterator[Stack]:
 @pytest.fixture(scope="session")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The whole embedded stack, up and ready, for the session."""
-    with trained_stack(make_settings(tmp_path_factory.mktemp("driftline"))) as running:
+    # Fixed alert levels: tests share this stack across drift episodes, and a CUSUM remembers
+    # an earlier test's drift for many windows (no new alert on the next one). The CUSUM rule
+    # runs through a stack of its own in test_retrain.py.
+    s = make_settings(tmp_path_factory.mktemp("driftline"), alert_rule="fixed")
+    with trained_stack(s) as running:
         yield running
 
 
