@@ -116,7 +116,8 @@ def drive(client: httpx.Client, name: str, favoured: str, until: set[str]) -> di
     return wait_until(finished, timeout=DEADLINE, every=1.0)
 
 
-def lake_kinds(live: Stack, rollout_id: str) -> list[str] | None:
+def lake_kinds(live: Stack, rollout_id: str, count: int) -> list[str] | None:
+    """The rollout's decision kinds in the lake, once there are `count` of them."""
     con = lakehouse.connect(live.settings.lake, read_only=True)
     try:
         rows = con.execute(
@@ -124,7 +125,7 @@ def lake_kinds(live: Stack, rollout_id: str) -> list[str] | None:
         ).fetchall()
     finally:
         con.close()
-    return [kind for (kind,) in rows] or None
+    return [kind for (kind,) in rows] if len(rows) >= count else None
 
 
 def test_a_better_challenger_ramps_through_every_step_and_becomes_champion(
@@ -150,7 +151,7 @@ def test_a_better_challenger_ramps_through_every_step_and_becomes_champion(
         return found if len(found) >= 2 else None
 
     assert [d["kind"] for d in wait_until(on_topic, timeout=120)] == ["advance", "complete"]
-    assert wait_until(lambda: lake_kinds(live, rollout_id), timeout=120) == [
+    assert wait_until(lambda: lake_kinds(live, rollout_id, 2), timeout=120) == [
         "advance",
         "complete",
     ]
@@ -172,7 +173,7 @@ def test_a_worse_challenger_is_rolled_back_by_the_sequential_test(
     arms = {a["name"]: a for a in client.get("/experiments/ramp-worse").json()["arms"]}
     assert arms["B"]["shadow"] and not arms["A"]["shadow"]
     assert registry.alias_version(s, MODEL, s.models.default_alias) == champion
-    assert wait_until(lambda: lake_kinds(live, rollout_id), timeout=120) == ["rollback"]
+    assert wait_until(lambda: lake_kinds(live, rollout_id, 1), timeout=120) == ["rollback"]
     aborted = client.post("/experiments/ramp-worse/rollout/abort")
     assert aborted.status_code == 409  # finished
 
@@ -203,7 +204,7 @@ def test_a_person_pauses_resumes_and_aborts_a_rollout(live: Stack, client: httpx
             return state if state["status"] == status else None
 
         wait_until(reached, timeout=120)
-    assert wait_until(lambda: lake_kinds(live, rollout_id), timeout=120) == [
+    assert wait_until(lambda: lake_kinds(live, rollout_id, 3), timeout=120) == [
         "pause",
         "resume",
         "abort",

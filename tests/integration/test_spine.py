@@ -8,6 +8,7 @@ import sys
 import time
 import uuid
 
+import duckdb
 import httpx
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -31,8 +32,18 @@ pytestmark = pytest.mark.integration
 
 
 def lake_rows(s: Settings, sql: str, params: list | None = None) -> list[tuple]:
-    """Query the lake from a fresh read-only connection, as a second process would."""
-    con = lakehouse.connect(s.lake, read_only=True)
+    """Query the lake from a fresh read-only connection, as a second process would. Right after
+    a kill -9 of the lake writer its SQLite catalog can hold a hot journal that only a writer may
+    roll back ("attempt to write a readonly database"): the reader waits for the restarted one."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            con = lakehouse.connect(s.lake, read_only=True)
+            break
+        except duckdb.Error as error:
+            if "readonly database" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
     try:
         return con.execute(sql, params or []).fetchall()
     finally:
