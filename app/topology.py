@@ -211,6 +211,7 @@ def topology(settings: Settings) -> Topology:
                 servers.logstore_port,
                 servers.broker_retention_seconds,
                 servers.broker_max_batches,
+                servers.broker_keep_read_batches,
             )
             top.units.append(Unit(LOGSTORE, lambda: [_spec(log)], log.ready, server=True))
         broker = tansu.recipe(local_broker, servers.broker_storage, servers.logstore_port)

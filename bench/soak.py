@@ -10,7 +10,8 @@ Starts `driftline up` in a temporary folder (two TF-IDF models), then for `--min
 - every `--every` seconds it prints CPU and RSS per process.
 The monitor's window and the feedback join's time-to-live are `--horizon` (5 min, against 1 h
 by default), so the flows' state reaches its steady size within the run; the gateway's result
-cache (`DRIFTLINE_RESULT_CACHE_SIZE`, 100,000) fills in about 8 minutes at 200/s.
+cache (`DRIFTLINE_RESULT_CACHE_SIZE`, 100,000) fills in about 8 minutes at 200/s. Retraining is
+off: the one repeated text drifts within minutes, and a training would load the machine.
 At the end it prints what the lake holds against what was accepted (every 200 or 504 answer,
 every 202 feedback, every unreadable message as a dead letter) and whether every process's RSS
 stayed within 10% after warm-up (the first 40% of the run).
@@ -122,7 +123,11 @@ def main() -> None:
     horizon = f"{args.horizon:g}"
     stack = Stack(
         home,
-        {"DRIFTLINE_MONITOR_WINDOW_SECONDS": horizon, "DRIFTLINE_FEEDBACK_TTL_SECONDS": horizon},
+        {
+            "DRIFTLINE_MONITOR_WINDOW_SECONDS": horizon,
+            "DRIFTLINE_FEEDBACK_TTL_SECONDS": horizon,
+            "DRIFTLINE_RETRAIN_METRICS": "",
+        },
     )
     print(
         f"driftline soak: {args.rate:g} requests/s for {args.minutes:g} min, monitor window and "

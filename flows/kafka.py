@@ -15,6 +15,10 @@ broker is down is dropped and the flow goes on. Here:
   visible; taking it would skip the earlier one for good (measured: 4 of 1,000 requests never
   scored after a broker restart). Idle partitions fetch only now and then
   (`flows.fetching.Pacing`).
+- Each partition's offset is committed for the flow's consumer group (`driftline-<flow>`) once
+  a restart can no longer resume below it: the offset of the snapshot `SNAPSHOTS_BEHIND` before
+  the newest. Nothing reads these offsets back (recovery does); the broker's log store keeps what
+  the slowest group has not read and deletes the rest, which keeps tansu's listings short.
 - `KafkaOutput` waits for every message of a batch to be acknowledged and raises when one is
   not. The flow process then stops before its snapshot covers the batch; the supervisor starts
   it again and it replays from its last snapshot (at-least-once; every sink de-duplicates).
@@ -58,6 +62,13 @@ IDLE_SLEEPS = (0.001, 0.005, 0.02, 0.05)
 """After 1, 2, 3, 4+ empty polls in a row a partition sleeps this long before the next: short
 at first (a request right after another waits ~1 ms), longer once the flow is really idle."""
 
+COMMIT_EVERY = 2.0
+"""Seconds between two offset commits of a consumer (only partitions that moved are sent)."""
+
+SNAPSHOTS_BEHIND = 2
+"""A committed offset is that of the snapshot this many before the newest: Bytewax resumes from
+the last snapshot every worker finished, which may be one before the newest."""
+
 LAG_EVERY = 0.1
 """Seconds between two updates of a partition's consumer-lag gauge (a local look-up of the
 watermark the last fetch brought: no request to the broker)."""
@@ -69,23 +80,54 @@ class _SharedConsumer:
     (`Pacing`)."""
 
     def __init__(self, config: dict[str, Any], batch_size: int, pace: bool) -> None:
-        self._consumer = Consumer(config)
+        self._consumer = Consumer(config | {"on_commit": self._on_commit})
         self._batch_size = batch_size
         self._queues: dict[tuple[str, int], deque[Raw]] = {}
         self._offsets = Contiguous(GAP_GRACE)
         self._pacing = Pacing() if pace else None
         self._paused = False
+        self._snapshots: dict[tuple[str, int], deque[int]] = {}
+        self._committed: dict[tuple[str, int], int] = {}
+        self._commit_at = 0.0
 
     def add(self, topic: str, partition: int, offset: int) -> None:
         self._queues[(topic, partition)] = deque()
         self._offsets.start(topic, partition, None if offset < 0 else offset)
         self._consumer.incremental_assign([TopicPartition(topic, partition, offset)])
+        # A recovered offset is durable already: commit it at once.
+        self._snapshots[(topic, partition)] = deque([max(offset, 0)], SNAPSHOTS_BEHIND + 1)
+        self._commit_at = 0.0
 
     def remove(self, topic: str, partition: int) -> bool:
         """Stop reading a partition; True when no partition is left."""
         self._queues.pop((topic, partition), None)
+        self._snapshots.pop((topic, partition), None)
         self._consumer.incremental_unassign([TopicPartition(topic, partition)])
         return not self._queues
+
+    def snapshotted(self, topic: str, partition: int, offset: int) -> None:
+        """A partition's snapshot offset; every `COMMIT_EVERY` seconds the offsets a restart
+        can no longer go below are committed (asynchronously: a failed commit is sent again)."""
+        self._snapshots[(topic, partition)].append(max(offset, 0))
+        now = time.monotonic()
+        if now < self._commit_at:
+            return
+        self._commit_at = now + COMMIT_EVERY
+        due = [
+            TopicPartition(*key, snapshots[0])
+            for key, snapshots in self._snapshots.items()
+            if self._committed.get(key) != snapshots[0]
+        ]
+        if due:
+            self._consumer.commit(offsets=due, asynchronous=True)
+
+    def _on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        if error is not None:
+            log.debug("offset commit failed", extra={"error": str(error)})
+            return
+        for tp in partitions:
+            if tp.error is None:
+                self._committed[(tp.topic, tp.partition)] = tp.offset
 
     def take(self, topic: str, partition: int) -> list[Raw]:
         queue = self._queues[(topic, partition)]
@@ -206,6 +248,7 @@ class _Partition(StatefulSourcePartition[Raw, int]):
         return self._awake
 
     def snapshot(self) -> int:
+        self._shared.snapshotted(self._topic, self._partition, self._offset)
         return self._offset
 
     def close(self) -> None:

@@ -289,6 +289,12 @@ class ServerSettings(Group):
         "fetch of a consumer behind the end, within the fetch wait.",
         ge=10,
     )
+    broker_keep_read_batches: int = setting(
+        100,
+        "A partition the flows read keeps only what one of them has not read yet (their "
+        "committed offsets) plus this many batches, so tansu's listings stay short.",
+        ge=1,
+    )
     objectstore_port: int = setting(
         9300, "Port of the object store for lake files and artifacts (cluster).", ge=1, le=65535
     )

@@ -24,11 +24,14 @@ BUCKET = "tansu"
 """The bucket tansu uses with `--storage-engine s3://tansu/`."""
 
 
-def recipe(data_dir: Path, port: int, retention_seconds: float, max_batches: int) -> Recipe:
+def recipe(
+    data_dir: Path, port: int, retention_seconds: float, max_batches: int, keep_read: int
+) -> Recipe:
     """The log store on 127.0.0.1:`port`, keeping its objects in `data_dir`."""
     argv = [sys.executable, "-m", "servers.logstore", "--root", str(data_dir)]
     argv += ["--host", "127.0.0.1", "--port", str(port), "--bucket", BUCKET]
     argv += ["--retention-seconds", str(retention_seconds), "--max-batches", str(max_batches)]
+    argv += ["--keep-read", str(keep_read)]
     return Recipe("logstore", argv, env={}, ready=lambda: port_open("127.0.0.1", port))
 
 

@@ -32,6 +32,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--bucket", action="append", required=True, help="repeat for more")
     parser.add_argument("--retention-seconds", type=float, help="delete batches older than this")
     parser.add_argument("--max-batches", type=int, help="keep at most this many per partition")
+    parser.add_argument(
+        "--keep-read",
+        type=int,
+        help="in a partition that consumer groups read, keep only what one has not read yet "
+        "plus this many batches",
+    )
     parser.add_argument("--fsync", action="store_true", help="fsync every write (power loss)")
     args = parser.parse_args(argv)
     if args.host not in {"127.0.0.1", "::1", "localhost"}:
@@ -39,11 +45,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-async def retain(store: LogStore, retention_seconds: float | None, max_batches: int | None) -> None:
+async def retain(store: LogStore, args: argparse.Namespace) -> None:
     while True:
         await asyncio.sleep(RETENTION_EVERY)
         try:
-            deleted = store.expire(retention_seconds, max_batches)
+            deleted = store.expire(
+                args.retention_seconds, args.max_batches, keep_read=args.keep_read
+            )
         except Exception:  # the next pass tries again; the server keeps serving
             log.exception("retention pass failed")
             continue
@@ -63,8 +71,8 @@ async def serve(args: argparse.Namespace) -> None:
     )
     server = uvicorn.Server(config)
     retention = None
-    if args.retention_seconds is not None or args.max_batches is not None:
-        retention = asyncio.create_task(retain(store, args.retention_seconds, args.max_batches))
+    if {args.retention_seconds, args.max_batches, args.keep_read} != {None}:
+        retention = asyncio.create_task(retain(store, args))
     try:
         await server.serve()
     finally:

@@ -40,6 +40,22 @@ SUFFIX = ".s3o"
 TEMP_SUFFIX = ".tmp"
 BATCH = re.compile(r"(?P<partition>.*/partitions/[^/]+/records/)[^/]+\.batch")
 """tansu's batch objects: `clusters/<c>/topics/<t>/partitions/<p10>/records/<offset20>.batch`."""
+COMMIT = re.compile(
+    r"(?P<cluster>clusters/[^/]+/)groups/consumers/[^/]+/offsets/(?P<topic>[^/]+)"
+    r"/partitions/(?P<partition>[0-9]+)\.json"
+)
+"""tansu's committed offsets: `clusters/<c>/groups/consumers/<g>/offsets/<t>/partitions/<p10>.json`,
+a JSON object whose `offset` is the group's next offset to read."""
+
+
+def records_of(commit: re.Match[str]) -> str:
+    """The `records/` prefix of the partition a committed offset is for.
+
+    >>> key = "clusters/c/groups/consumers/g/offsets/t/partitions/0000000003.json"
+    >>> records_of(COMMIT.fullmatch(key))
+    'clusters/c/topics/t/partitions/0000000003/records/'
+    """
+    return f"{commit['cluster']}topics/{commit['topic']}/partitions/{commit['partition']}/records/"
 
 
 class StoreError(Exception):
@@ -142,6 +158,9 @@ class LogStore:
         self._keys: dict[str, list[str]] = {}
         self._meta: dict[str, dict[str, Meta]] = {}
         self._partitions: dict[str, set[str]] = {}
+        self._commits: dict[str, set[str]] = {}
+        self._committed: dict[str, tuple[int, int]] = {}
+        """Committed offset objects read so far: key -> (its modified_ms, its offset)."""
         self._clock_file = root / ".clock"
         root.mkdir(parents=True, exist_ok=True)
         for stale in root.glob(f"*{TEMP_SUFFIX}"):
@@ -171,6 +190,7 @@ class LogStore:
         self._meta[bucket] = meta
         self._keys[bucket] = sorted(meta)
         self._partitions[bucket] = {m["partition"] for k in meta if (m := BATCH.fullmatch(k))}
+        self._commits[bucket] = {key for key in meta if COMMIT.fullmatch(key)}
         log.info("bucket %s: %d objects", bucket, len(meta))
 
     def _bucket(self, bucket: str) -> dict[str, Meta]:
@@ -210,6 +230,8 @@ class LogStore:
                 bisect.insort(self._keys[bucket], key)
                 if match := BATCH.fullmatch(key):
                     self._partitions[bucket].add(match["partition"])
+                elif COMMIT.fullmatch(key):
+                    self._commits[bucket].add(key)
             objects[key] = meta
             return meta
 
@@ -283,6 +305,7 @@ class LogStore:
             if objects.pop(key, None) is None:
                 continue
             del sorted_keys[bisect.bisect_left(sorted_keys, key)]
+            self._commits[bucket].discard(key)
             path = folder / store_path(key)
             path.unlink()
             self._prune(path.parent, folder)
@@ -301,15 +324,24 @@ class LogStore:
             folder = folder.parent
 
     def expire(
-        self, retention_seconds: float | None, max_batches: int | None, *, limit: int = 5000
+        self,
+        retention_seconds: float | None,
+        max_batches: int | None,
+        *,
+        keep_read: int | None = None,
+        limit: int = 5000,
     ) -> int:
         """Delete the oldest `.batch` objects of every partition, as Kafka retention would.
 
         A partition keeps its newest `max_batches` batches and those younger than
-        `retention_seconds`, and always its newest one (tansu reads the log end from it). Only
-        a leading run of batches is deleted, so the log never gets holes; `watermark.json`,
-        `meta.json`, offsets and groups are never touched. At most `limit` objects go per call,
-        so one call never blocks the server for long. Returns how many were deleted.
+        `retention_seconds`, and always its newest one (tansu reads the log end from it). With
+        `keep_read`, a partition that consumer groups read (groups that committed an offset for
+        it within `retention_seconds`) keeps only what one of them has not read yet, plus its
+        newest `keep_read` batches: tansu lists every stored batch on each fetch, so a log no
+        longer than its slowest reader needs keeps fetches short. Only a leading run of batches
+        is deleted, so the log never gets holes; `watermark.json`, `meta.json`, offsets and
+        groups are never touched. At most `limit` objects go per call, so one call never blocks
+        the server for long. Returns how many were deleted.
         """
         deleted = 0
         horizon_ms = None
@@ -317,23 +349,55 @@ class LogStore:
             horizon_ms = (self.clock() - retention_seconds) * 1000
         with self._lock:
             partitions = [(b, p) for b, found in self._partitions.items() for p in sorted(found)]
+            read = (
+                {b: self._read_up_to(b, horizon_ms) for b in self._partitions} if keep_read else {}
+            )
         for bucket, partition in partitions:
+            read_up_to = read.get(bucket, {}).get(partition)
+            keep = keep_read if read_up_to is not None else None
             with self._lock:
-                if not self._may_expire(bucket, partition, horizon_ms, max_batches):
+                if not self._may_expire(bucket, partition, horizon_ms, max_batches, keep):
                     continue
                 batches = self._batches(bucket, partition)
                 count = max(0, len(batches) - max_batches) if max_batches is not None else 0
                 if horizon_ms is not None:
                     while count < len(batches) and batches[count][1].modified_ms < horizon_ms:
                         count += 1
+                if keep is not None and read_up_to is not None:
+                    count = max(count, fully_read(batches, read_up_to, keep))
                 count = min(count, len(batches) - 1, limit - deleted)
                 if count > 0:
                     self._delete(bucket, [key for key, _ in batches[:count]])
                     deleted += count
         return deleted
 
+    def _read_up_to(self, bucket: str, horizon_ms: float | None) -> dict[str, int]:
+        """Per `records/` prefix, the lowest offset committed by a group that committed for it
+        after `horizon_ms`: every batch below it has been read by every such group."""
+        objects = self._meta[bucket]
+        lowest: dict[str, int] = {}
+        for key in self._commits[bucket]:
+            meta = objects[key]
+            if horizon_ms is not None and meta.modified_ms < horizon_ms:
+                continue  # a group gone quiet for longer than retention holds nothing back
+            cached = self._committed.get(key)
+            if cached is None or cached[0] != meta.modified_ms:
+                data = (self.root / bucket / store_path(key)).read_bytes()
+                body = json.loads(data[data.index(b"\n") + 1 :])
+                cached = self._committed[key] = (meta.modified_ms, int(body["offset"]))
+            match = COMMIT.fullmatch(key)
+            assert match is not None  # only commit keys are in `_commits`
+            records = records_of(match)
+            lowest[records] = min(lowest.get(records, cached[1]), cached[1])
+        return lowest
+
     def _may_expire(
-        self, bucket: str, partition: str, horizon_ms: float | None, max_batches: int | None
+        self,
+        bucket: str,
+        partition: str,
+        horizon_ms: float | None,
+        max_batches: int | None,
+        keep_read: int | None,
     ) -> bool:
         """A quick test, two bisects, that rules out most partitions on most passes."""
         keys = self._keys[bucket]
@@ -342,6 +406,8 @@ class LogStore:
         if low == high:
             return False
         if max_batches is not None and high - low > max_batches:
+            return True
+        if keep_read is not None and high - low > keep_read:
             return True
         if horizon_ms is None:
             return False
@@ -359,3 +425,26 @@ class LogStore:
             for key in keys[low:high]
             if key.endswith(".batch") and "/" not in key[len(partition) :]
         ]
+
+
+def fully_read(batches: list[tuple[str, Meta]], read_up_to: int, keep: int) -> int:
+    """How many of the oldest `batches` lie wholly below offset `read_up_to` and beyond the
+    newest `keep`: a batch ends where the next one begins.
+
+    >>> batches = [(f"r/{o:020d}.batch", Meta(1, '"e"', 0)) for o in (0, 5, 9, 12)]
+    >>> fully_read(batches, 9, 0), fully_read(batches, 10, 0), fully_read(batches, 9, 3)
+    (2, 2, 1)
+    """
+    count, most = 0, min(len(batches) - keep, len(batches) - 1)
+    while count < most and base_offset(batches[count + 1][0]) <= read_up_to:
+        count += 1
+    return count
+
+
+def base_offset(key: str) -> int:
+    """The first offset of a batch object.
+
+    >>> base_offset("clusters/c/topics/t/partitions/0000000000/records/00000000000000000042.batch")
+    42
+    """
+    return int(key.rsplit("/", 1)[1].removesuffix(".batch"))

@@ -29,7 +29,7 @@ class Servers:
     def __init__(self, s: Settings, folder: Path) -> None:
         self.s, self.folder = s, folder
         self.store_recipe = logstore.recipe(
-            folder / "logstore", s.servers.logstore_port, 3600.0, 1000
+            folder / "logstore", s.servers.logstore_port, 3600.0, 1000, 100
         )
         broker = tansu.recipe(s.kafka.brokers, "disk", s.servers.logstore_port)
         env = child_environment(s)

@@ -207,6 +207,44 @@ def test_retention_deletes_at_most_limit_per_pass(store: LogStore) -> None:
     assert len(store.list_objects("b").contents) == 3
 
 
+def commit(store: LogStore, group: str, partition: int, offset: int) -> None:
+    """What tansu writes for a consumer group's OffsetCommit."""
+    key = f"clusters/c/groups/consumers/{group}/offsets/t/partitions/{partition:010d}.json"
+    store.put("b", key, b'{"offset":%d,"leader_epoch":-1,"timestamp":null,"metadata":""}' % offset)
+
+
+def test_retention_keeps_what_a_consumer_group_has_not_read(store: LogStore) -> None:
+    for offset in range(0, 20, 2):  # ten batches of two records: 0-1, 2-3, ..., 18-19
+        store.put("b", batch(0, offset), b"x")
+        store.put("b", batch(1, offset), b"x")
+    assert store.expire(None, 100, keep_read=2) == 0  # no group reads them: kept
+    commit(store, "slow", 0, 7)  # next to read: 7, inside the batch at 6
+    commit(store, "fast", 0, 20)
+    assert store.expire(None, 100, keep_read=2) == 3  # 0, 2 and 4 (the batch at 6 stays)
+    assert next(k for k, _ in store.list_objects("b", RECORDS.format(0)).contents) == batch(0, 6)
+    commit(store, "slow", 0, 20)
+    assert store.expire(None, 100, keep_read=2) == 5  # the newest two stay
+    assert len(store.list_objects("b", RECORDS.format(1)).contents) == 10  # partition 1 unread
+
+
+def test_a_group_quiet_for_longer_than_retention_holds_nothing_back(
+    store: LogStore, clock: Clock
+) -> None:
+    commit(store, "gone", 0, 0)
+    commit(store, "live", 0, 0)
+    for offset in range(5):
+        store.put("b", batch(0, offset), b"x")
+    clock.now += 30
+    commit(store, "live", 0, 5)
+    assert store.expire(3600, 100, keep_read=1) == 0  # "gone" has read nothing
+    assert store.expire(20, 100, keep_read=1) == 4  # batches are 30 s old: age alone removes them
+    for offset in range(5, 10):
+        store.put("b", batch(0, offset), b"x")
+    commit(store, "live", 0, 10)
+    clock.now += 15
+    assert store.expire(20, 100, keep_read=1) == 5  # "gone" last committed 45 s ago
+
+
 # Over HTTP
 
 
@@ -316,7 +354,7 @@ def test_boto3_client(server: str) -> None:
 
 def test_the_recipe_starts_a_server_that_keeps_objects(tmp_path: Path) -> None:
     port = free_port()
-    served = recipe(tmp_path / "data", port, retention_seconds=3600, max_batches=500)
+    served = recipe(tmp_path / "data", port, retention_seconds=3600, max_batches=500, keep_read=100)
     url = client_env(port)["AWS_ENDPOINT"] + "/tansu/k"
     for attempt in range(2):  # the second start finds the first one's object
         process = subprocess.Popen(served.argv, stderr=subprocess.DEVNULL)
