@@ -33,8 +33,6 @@ def run(
 ) -> int:
     """Handle requests (for `model` only, if given) until `stop()`; with `once`, only those
     on the topic now. Returns how many it retrained or finished."""
-    from models import retrain, train
-
     topic = RETRAIN_REQUESTS.name(settings.kafka)
     consumer = Consumer(consumer_config(settings, UNIT) | {"enable.partition.eof": True})
     partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
@@ -56,6 +54,10 @@ def run(
             except ValueError as exc:
                 log.warning("invalid retraining request", extra={"reason": str(exc)})
                 continue
+            # Imported at the first request, not at start: MLflow, scikit-learn and pandas are
+            # most of the memory of a job that waits for drift most of its life.
+            from models import retrain, train
+
             if (model and request.model.name != model) or retrain.is_done(
                 settings, request.request_id
             ):
