@@ -80,8 +80,10 @@ class ExperimentStats:
     def __init__(self, experiment: str, horizon: float, alpha: float = 0.05):
         self.experiment, self.horizon, self.alpha = experiment, horizon, alpha
         self.arms: dict[str, _Arm] = {}
-        self.seen: dict[str, list] = {}
-        """inference id -> [arm, feedback scores counted, event time, label, the scores]."""
+        self.seen: dict[str, tuple] = {}
+        """inference id -> (arm, feedback scores counted, event time, label, the scores).
+        Entries are replaced, never changed, so a snapshot is a shallow copy of the dict: a
+        deep copy of 60,000 ids took 18% of a core at one snapshot a second."""
         self.shadow = ShadowComparison(horizon)
         self.test: MixtureSPRT | None = None
         self.latest = datetime.min.replace(tzinfo=UTC)
@@ -124,7 +126,7 @@ class ExperimentStats:
         counted, scores = entry[1], labeled.feedback
         if len(scores) <= counted:
             return self  # re-delivered
-        entry[3], entry[4] = labeled.label, list(scores)
+        self.seen[key] = (entry[0], len(scores), entry[2], labeled.label, tuple(scores))
         self.shadow.on_answer(key, labeled.label, scores, new_from=counted if known else None)
         arm = self._arm(labeled.arm)
         if counted:
@@ -139,7 +141,6 @@ class ExperimentStats:
             arm.reward_sum += gained
             if self.test is not None and labeled.arm in (self.test.arm_a, self.test.arm_b):
                 self.test.update(labeled.arm, gained)
-        entry[1] = len(scores)
         self.latest = max(self.latest, labeled.updated_at)
         self.changed = True
         return self
@@ -158,7 +159,7 @@ class ExperimentStats:
         return self.arms[name]
 
     def _remember(self, key: str, arm: str, at: datetime, label: int) -> None:
-        self.seen[key] = [arm, 0, at.timestamp(), label, []]
+        self.seen[key] = (arm, 0, at.timestamp(), label, ())
         self.latest = max(self.latest, at)
         self.changed = True
         cutoff = self.latest.timestamp() - self.horizon
@@ -182,11 +183,11 @@ class ExperimentStats:
         )
 
     def to_state(self) -> dict[str, Any]:
-        """A deep copy as builtins (and frozen messages), for Bytewax snapshots."""
+        """A copy as builtins (and frozen messages), for Bytewax snapshots."""
         return {
             "params": (self.experiment, self.horizon, self.alpha),
             "arms": {name: dict(vars(arm)) for name, arm in self.arms.items()},
-            "seen": {k: [*v[:4], list(v[4])] for k, v in self.seen.items()},
+            "seen": dict(self.seen),
             "shadow": self.shadow.to_state(),
             "test": self.test.to_state() if self.test is not None else None,
             "latest": self.latest,
@@ -198,8 +199,9 @@ class ExperimentStats:
         stats = cls(*state["params"])
         stats.arms = {name: _Arm(**values) for name, values in state["arms"].items()}
         # A snapshot from before shadow arms knows no labels or scores: no shadow pairs with them.
+        # Older snapshots hold lists.
         stats.seen = {
-            k: [*v[:4], list(v[4])] if len(v) == 5 else [*v, None, []]
+            k: (*v[:4], tuple(v[4])) if len(v) == 5 else (*v, None, ())
             for k, v in state["seen"].items()
         }
         if "shadow" in state:

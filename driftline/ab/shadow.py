@@ -110,8 +110,9 @@ class ShadowComparison:
     def __init__(self, horizon: float) -> None:
         self.horizon = horizon
         self.arms: dict[str, _Totals] = {}
-        self.pairs: dict[str, list] = {}
-        """answered inference id -> [{shadow arm: its label}, event time]."""
+        self.pairs: dict[str, tuple[dict[str, int], float]] = {}
+        """answered inference id -> ({shadow arm: its label}, event time). Entries are replaced,
+        never changed, so a snapshot is a shallow copy."""
         self.latest = float("-inf")
 
     def on_shadow(
@@ -126,11 +127,11 @@ class ShadowComparison:
         """A shadow result of `answered`; `answer` is its (label, scores) when known here."""
         entry = self.pairs.get(answered)
         if entry is None:
-            entry = self.pairs[answered] = [{}, at]
+            entry = self.pairs[answered] = ({}, at)
             self._prune(at)
         if arm in entry[0]:
             return  # re-delivered
-        entry[0][arm] = label
+        self.pairs[answered] = ({**entry[0], arm: label}, entry[1])
         totals = self.arms.setdefault(arm, _Totals())
         totals.scored += 1
         totals.model = model
@@ -171,11 +172,11 @@ class ShadowComparison:
         return [totals.stats(arm) for arm, totals in self.arms.items()]
 
     def to_state(self) -> dict[str, Any]:
-        """A deep copy as builtins (and frozen messages), for Bytewax snapshots."""
+        """A copy as builtins (and frozen messages), for Bytewax snapshots."""
         return {
             "horizon": self.horizon,
             "arms": {arm: dict(vars(totals)) for arm, totals in self.arms.items()},
-            "pairs": {k: [dict(v[0]), v[1]] for k, v in self.pairs.items()},
+            "pairs": dict(self.pairs),
             "latest": self.latest,
         }
 
@@ -183,6 +184,6 @@ class ShadowComparison:
     def from_state(cls, state: dict[str, Any]) -> Self:
         comparison = cls(state["horizon"])
         comparison.arms = {arm: _Totals(**values) for arm, values in state["arms"].items()}
-        comparison.pairs = {k: [dict(v[0]), v[1]] for k, v in state["pairs"].items()}
+        comparison.pairs = {k: (dict(v[0]), v[1]) for k, v in state["pairs"].items()}
         comparison.latest = state["latest"]
         return comparison
