@@ -9,7 +9,10 @@ never deletes anything (it ignores retention.ms; DeleteRecords panics), and ever
 consumer behind the log end lists the partition's whole `records/` prefix, so a long log makes
 fetches slow until they return nothing. This server writes each object atomically to local
 disk (it survives `kill -9`), checks and writes conditional PUTs as one step, lists from a
-sorted in-memory index, and deletes each partition's oldest batches itself (`store.expire`).
+sorted in-memory index, and deletes each partition's oldest batches itself (`store.expire`):
+by age and count, and, with `--keep-read`, every batch all consumer groups reading the
+partition have committed past (tansu writes their offsets into the same bucket), so listings
+stay as short as the slowest reader allows.
 Investigation and measurements: tansu 0.6.0 (cf82d41), object_store 0.13.
 """
 

