@@ -80,6 +80,10 @@ def make_settings(home: Path, **overrides: Any) -> Settings:
         "api_keys": API_KEY,
         # No retraining in the shared stack: test_retrain.py runs a stack of its own with it.
         "retrain_metrics": "",
+        # Tests read topics from the beginning to check what the flows did, so the log store
+        # keeps every capped batch, read or not. Retention by the groups' offsets is tested in
+        # test_logstore_tansu.py and measured by bench/soak.py.
+        "broker_keep_read_batches": 1000,
     }
     return settings.load({}, **(values | overrides))
 
