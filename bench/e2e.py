@@ -61,7 +61,8 @@ def main() -> None:
     if shutil.which("hey") is None:
         sys.exit("hey is missing: make install (apt-get install hey)")
     home = Path(tempfile.mkdtemp(prefix="driftline-e2e-"))
-    stack = Stack(home, {"DRIFTLINE_PROFILE": args.profile})
+    # Retraining off: the repeated texts drift, and a training mid-run would load the machine.
+    stack = Stack(home, {"DRIFTLINE_PROFILE": args.profile, "DRIFTLINE_RETRAIN_METRICS": ""})
     print(f"driftline e2e: profile {args.profile}, {args.seconds:g} s per measurement, {home}")
     stack.start()
     try:
