@@ -257,9 +257,12 @@ class LogStore:
     def get(self, bucket: str, key: str) -> tuple[Meta, bytes]:
         """The object's metadata and body."""
         with self._lock:
-            meta = self._object(bucket, key)
-            data = (self.root / bucket / store_path(key)).read_bytes()
-        return meta, data[data.index(b"\n") + 1 :]
+            return self._object(bucket, key), self._body(bucket, key)
+
+    def _body(self, bucket: str, key: str) -> bytes:
+        """An object's body: its file without the header line."""
+        data = (self.root / bucket / store_path(key)).read_bytes()
+        return data[data.index(b"\n") + 1 :]
 
     def list_objects(
         self,
@@ -306,6 +309,7 @@ class LogStore:
                 continue
             del sorted_keys[bisect.bisect_left(sorted_keys, key)]
             self._commits[bucket].discard(key)
+            self._committed.pop(key, None)
             path = folder / store_path(key)
             path.unlink()
             self._prune(path.parent, folder)
@@ -382,8 +386,7 @@ class LogStore:
                 continue  # a group gone quiet for longer than retention holds nothing back
             cached = self._committed.get(key)
             if cached is None or cached[0] != meta.modified_ms:
-                data = (self.root / bucket / store_path(key)).read_bytes()
-                body = json.loads(data[data.index(b"\n") + 1 :])
+                body = json.loads(self._body(bucket, key))
                 cached = self._committed[key] = (meta.modified_ms, int(body["offset"]))
             match = COMMIT.fullmatch(key)
             assert match is not None  # only commit keys are in `_commits`
