@@ -4,8 +4,9 @@ machines with injected clocks, used by `flows.kafka.KafkaInput`.
 - `Contiguous`: offsets must follow on. tansu reserves a batch's offsets before it writes the
   batch, so a fetch can return a later batch before an earlier one is visible; the source then
   re-reads from the expected offset, for up to `GAP_GRACE` seconds.
-- `Pacing`: an idle consumer fetches only now and then, so an idle stack costs the broker
-  (almost) nothing.
+- `Pacing`: when a consumer is idle; an idle consumer off the request path stops fetching and
+  only looks at its partitions' end offsets now and then, so an idle stack costs the broker
+  little.
 """
 
 from __future__ import annotations
@@ -70,58 +71,67 @@ class Contiguous:
 
 
 class Pacing:
-    """Whether an idle consumer should be fetching: all the time while messages come, then,
-    after `idle_after` seconds without one, only for `probe_for` seconds every `probe_every`.
+    """Whether a consumer is idle (no message for `idle_after` seconds) and, with `probe_every`,
+    whether it should be fetching: an idle consumer then stops and, every `probe_every` seconds,
+    looks whether its partitions have grown (the caller asks the broker for their end offsets:
+    one request that returns at once), fetching again when one has.
 
     A fetching consumer sends the broker a fetch every `fetch.wait.max.ms` even when nothing
-    comes, for every partition it reads: the whole idle cost of a stack. Paused between probes it
-    sends none. The first message after a quiet spell waits up to a probe interval, plus the
-    0.7-1 s librdkafka takes to fetch again after a resume (measured): fine for the monitoring
-    flows, not for the request path, whose flows fetch all the time (`KafkaInput(pace=False)`).
+    comes, and tansu looks at its storage several times within each: most of the idle cost of a
+    stack. Stopped it sends none; a look at the end offsets costs the broker and its store one
+    look-up per partition. The first message after a quiet spell waits up to a probe interval,
+    so the request path (`probe_every` 0) never stops: at a tenth of a second, the looks cost
+    more than its fetches (measured).
 
     >>> now = [0.0]
-    >>> pacing = Pacing(idle_after=2.0, probe_every=0.5, probe_for=0.1, clock=lambda: now[0])
-    >>> pacing.fetching()
+    >>> pacing = Pacing(idle_after=2.0, probe_every=3.0, clock=lambda: now[0])
+    >>> pacing.idle(), pacing.fetching(), pacing.probe_due()
+    (False, True, False)
+    >>> now[0] = 2.05; pacing.idle(), pacing.fetching(), pacing.probe_due()  # quiet for 2 s
+    (True, False, False)
+    >>> now[0] = 5.0; pacing.probe_due(), pacing.probe_due()   # one probe per interval
+    (True, False)
+    >>> pacing.until_probe()
+    3.0
+    >>> pacing.woken(); pacing.fetching()                      # the probe found messages
     True
-    >>> now[0] = 2.05; pacing.fetching()          # quiet for 2 s: paused
-    False
-    >>> now[0] = 2.45; pacing.fetching()          # a probe, at the end of each interval
-    True
-    >>> now[0] = 2.55; pacing.fetching()          # probe over, still nothing
-    False
-    >>> now[0] = 2.95; pacing.fetching(); pacing.received(3); pacing.fetching()
-    True
-    True
+    >>> always = Pacing(probe_every=0, clock=lambda: now[0]); now[0] = 60.0
+    >>> always.idle(), always.fetching(), always.probe_due(), always.until_probe()
+    (True, True, False, 0.0)
     """
 
     def __init__(
-        self,
-        idle_after: float = 2.0,
-        probe_every: float = 4.0,
-        probe_for: float = 1.2,
-        clock: Any = time.monotonic,
+        self, idle_after: float = 2.0, probe_every: float = 3.0, clock: Any = time.monotonic
     ) -> None:
-        self._idle_after, self._every, self._for = idle_after, probe_every, probe_for
+        self._idle_after, self._every = idle_after, probe_every
         self._clock = clock
-        self._last_message = clock()
+        self.woken()
 
     def received(self, messages: int) -> None:
         if messages:
-            self._last_message = self._clock()
+            self.woken()
+
+    def woken(self) -> None:
+        """Messages came, or wait to be fetched: fetch until `idle_after` passes without one."""
+        self._last_message = self._clock()
+        self._next_probe = self._last_message + self._idle_after + self._every
+
+    def idle(self) -> bool:
+        return self._clock() - self._last_message >= self._idle_after
 
     def fetching(self) -> bool:
-        idle = self._clock() - self._last_message - self._idle_after
-        return idle < 0 or idle % self._every >= self._every - self._for
+        return self._every <= 0 or not self.idle()
+
+    def probe_due(self) -> bool:
+        """True once per `probe_every` seconds while stopped: time to look at the end offsets."""
+        now = self._clock()
+        if self.fetching() or now < self._next_probe:
+            return False
+        self._next_probe = now + self._every
+        return True
 
     def until_probe(self) -> float:
-        """Seconds until the next probe starts; 0 while fetching.
-
-        >>> now = [0.0]
-        >>> pacing = Pacing(idle_after=2.0, probe_every=4.0, probe_for=1.0, clock=lambda: now[0])
-        >>> now[0] = 10.0; pacing.until_probe()   # idle 8 s past the 2: probes at 3-4 s of each 4
-        3.0
-        """
-        idle = self._clock() - self._last_message - self._idle_after
+        """Seconds until the next probe is due; 0 while fetching."""
         if self.fetching():
             return 0.0
-        return (self._every - self._for) - idle % self._every
+        return max(self._next_probe - self._clock(), 0.0)

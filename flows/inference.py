@@ -141,7 +141,7 @@ def _key(default: str) -> Callable[[Parsed], str]:
 
 def build(settings: Settings) -> Dataflow:
     flow = Dataflow("inference")
-    parsed, dead = consume(flow, settings, [REQUESTS, LABELED], pace=False)
+    parsed, dead = consume(flow, settings, [REQUESTS, LABELED], on_request_path=True)
     keyed = op.key_on("key", parsed, _key(settings.ab.default_experiment))
     routed = op.stateful_map("route", keyed, Router(ExperimentCache(settings).get))
     requests = op.flat_map("requests", routed, lambda kv: kv[1])

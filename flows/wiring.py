@@ -58,17 +58,29 @@ class Outgoing:
 
 
 def read(
-    step_id: str, flow: Dataflow, settings: Settings, topics: list[Topic], pace: bool = True
+    step_id: str,
+    flow: Dataflow,
+    settings: Settings,
+    topics: list[Topic],
+    on_request_path: bool = False,
 ) -> Stream[Raw]:
-    """Raw messages from `topics`; consumer errors are logged (they carry no message).
-    `pace`: fetch only now and then while idle (`flows.fetching.Pacing`)."""
+    """Raw messages from `topics`; consumer errors are logged (they carry no message). Idle,
+    the source looks for new messages every `DRIFTLINE_FLOW_IDLE_PROBE_SECONDS`
+    (`flows.fetching.Pacing`) and its worker may wake `DRIFTLINE_FLOW_IDLE_TIMER_SLACK_MS` late
+    (`flows.timerslack`); the request path has settings of its own."""
+    flows = settings.flows
+    if on_request_path:
+        probe_every, slack = flows.request_idle_probe_seconds, flows.request_idle_timer_slack_ms
+    else:
+        probe_every, slack = flows.idle_probe_seconds, flows.idle_timer_slack_ms
     config = consumer_config(settings, group_id="driftline-" + flow.flow_id)
     source = KafkaInput(
         settings.kafka.brokers,
         [t.name(settings.kafka) for t in topics],
         settings.flows.batch_size,
         {k: v for k, v in config.items() if k != "bootstrap.servers"},
-        pace,
+        probe_every,
+        slack,
         flow=flow.flow_id,
     )
     return op.input(step_id, flow, source)
@@ -163,11 +175,11 @@ def publish(step_id: str, up: Stream[Outgoing], settings: Settings) -> None:
 
 
 def consume(
-    flow: Dataflow, settings: Settings, topics: list[Topic], pace: bool = True
+    flow: Dataflow, settings: Settings, topics: list[Topic], on_request_path: bool = False
 ) -> tuple[Stream[Parsed], Stream[DeadLetter]]:
     """Valid messages from `topics`, and dead letters for the rest (named after the flow).
-    The request path passes `pace=False`: its first request after a quiet spell must not wait."""
-    raw = read("in", flow, settings, topics, pace)
+    The request path says so: its first request after a quiet spell must not wait long."""
+    raw = read("in", flow, settings, topics, on_request_path)
     return parse("parse", raw, flow.flow_id, settings, topics)
 
 

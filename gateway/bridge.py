@@ -2,7 +2,9 @@
 
 One producer publishes requests and feedback. One consumer reads *every* partition of the
 results topic with manual assignment (no consumer group: no join wait, and every gateway replica
-sees every result), starting at the end offsets found at start-up. Shadow arms' results are
+sees every result), starting at the end offsets found at start-up. It reads only while requests
+wait and for `READ_AFTER_REQUEST` seconds after the last: an idle gateway sends the broker no
+fetches (each costs it several storage look-ups). Shadow arms' results are
 skipped: nobody waits for them, and they are never an answer. A pending request is an
 `asyncio.Future` keyed by inference id, registered before the request is published, so a fast
 result cannot slip past it. Results seen recently are kept for `GET /inference/{id}`.
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections import OrderedDict
 from uuid import UUID
 
@@ -24,6 +27,11 @@ from driftline.topics import RESULTS, InferenceResult, Message, Topic, decode, m
 from gateway.metrics import PENDING, PUBLISH_ERRORS
 
 log = logging.getLogger(__name__)
+
+READ_AFTER_REQUEST = 10.0
+"""Seconds the results consumer keeps reading after the last request: a result that comes
+after its request timed out still reaches the cache of `GET /inference/{id}` (later ones are
+found in the lake)."""
 
 
 _BROKEN_PRODUCER = {
@@ -65,6 +73,9 @@ class KafkaBridge:
         self._all_brokers_down = False
         self._producer = self._new_producer()
         self._consumer: Consumer | None = None
+        self._positions: dict[tuple[str, int], int] = {}
+        self._last_request = time.monotonic()
+        self._wanted = threading.Event()
 
     def _new_producer(self) -> Producer:
         timeout_ms = int(self._settings.gateway.publish_timeout * 1000)
@@ -84,19 +95,18 @@ class KafkaBridge:
         partitions = metadata.topics[topic].partitions if topic in metadata.topics else None
         if not partitions:
             raise RuntimeError(f"results topic {topic!r} not found: is the broker started?")
-        assignment = []
         for p in sorted(partitions):
             _, high = consumer.get_watermark_offsets(
                 TopicPartition(topic, p), timeout=startup_timeout
             )
-            assignment.append(TopicPartition(topic, p, max(high, 0)))
-        consumer.assign(assignment)
+            self._positions[(topic, p)] = max(high, 0)
         self._consumer = consumer
+        self._wanted.set()
         for target, name in ((self._consume, "results"), (self._poll_producer, "producer")):
             thread = threading.Thread(target=target, name=f"gateway-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
-        log.info("bridge started", extra={"topic": topic, "partitions": len(assignment)})
+        log.info("bridge started", extra={"topic": topic, "partitions": len(self._positions)})
 
     def close(self) -> None:
         self._stop.set()
@@ -178,6 +188,8 @@ class KafkaBridge:
         future: asyncio.Future[InferenceResult] = self._loop.create_future()
         self._pending.setdefault(inference_id, []).append(future)
         PENDING.set(len(self._pending))
+        self._last_request = time.monotonic()
+        self._wanted.set()  # reading already, or from where the consumer left off
         return future
 
     def forget(self, inference_id: UUID, future: asyncio.Future[InferenceResult]) -> None:
@@ -189,19 +201,36 @@ class KafkaBridge:
         PENDING.set(len(self._pending))
 
     def _consume(self) -> None:
-        assert self._consumer is not None
+        consumer = self._consumer
+        assert consumer is not None
+        reading = False
         while not self._stop.is_set():
+            if not reading:
+                # An assignment with offsets fetches at once (librdkafka's pause/resume waits
+                # for a 1 s timer).
+                if self._wanted.wait(0.1):
+                    self._wanted.clear()
+                    consumer.assign([TopicPartition(*tp, at) for tp, at in self._positions.items()])
+                    reading = True
+                continue
+            self._wanted.clear()  # a request from here on sets it again
+            idle = time.monotonic() - self._last_request > READ_AFTER_REQUEST
+            if idle and not self._pending:
+                consumer.unassign()
+                reading = False
+                continue
             # Wait for one result, then take what else is there: `consume(n, timeout)` alone
             # would hold every result until n arrive or the timeout passes.
-            first = self._consumer.poll(0.1)
+            first = consumer.poll(0.1)
             if first is None:
                 continue
-            messages = [first, *self._consumer.consume(499, timeout=0)]
+            messages = [first, *consumer.consume(499, timeout=0)]
             results = []
             for msg in messages:
                 if msg.error() is not None:
                     log.warning("results consumer error", extra={"error": str(msg.error())})
                     continue
+                self._positions[(msg.topic() or "", msg.partition() or 0)] = (msg.offset() or 0) + 1
                 try:
                     result = decode(InferenceResult, msg.value())
                 except ValueError as exc:

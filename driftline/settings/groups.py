@@ -226,6 +226,30 @@ class FlowSettings(Group):
         env="SNAPSHOT_SECONDS",
         gt=0,
     )
+    idle_timer_slack_ms: float = setting(
+        50.0,
+        "How late an idle flow's worker may wake up (Linux timer slack): Bytewax wakes it every "
+        "1 ms even with nothing to do. The first message after 2 s of quiet may wait this much "
+        "longer; a busy worker gets the default back. Flows off the request path.",
+        ge=0,
+        le=1000,
+    )
+    request_idle_timer_slack_ms: float = setting(
+        10.0, "The same for the inference flow, which a caller waits for.", ge=0, le=1000
+    )
+    idle_probe_seconds: float = setting(
+        3.0,
+        "A flow's source stops fetching after 2 s without a message and then asks the broker "
+        "for its partitions' end offsets this often (0: fetch all the time). Flows off the "
+        "request path.",
+        ge=0,
+    )
+    request_idle_probe_seconds: float = setting(
+        0.0,
+        "The same for the inference flow (0: it fetches all the time; at 0.1 s the looks cost "
+        "the broker more than its fetches, and a caller would wait up to that long).",
+        ge=0,
+    )
     processes: int = setting(0, "Processes per flow, one Bytewax cluster (0: the profile's).", ge=0)
     port_base: int = setting(
         2101, "First port of the flows' cluster addresses (processes > 1).", ge=1024, le=65000

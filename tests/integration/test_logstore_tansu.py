@@ -273,7 +273,7 @@ def test_a_flow_commits_the_offset_two_snapshots_back(
     producer.flush(30)
 
     config = {"group.id": "driftline-test", "enable.auto.commit": False}
-    source = kafka.KafkaInput(brokers, ["events"], 100, config, pace=False, flow="test")
+    source = kafka.KafkaInput(brokers, ["events"], 100, config, probe_every=0, flow="test")
     part = source.build_part("input", "0-events", 5)  # resumed at offset 5
     checker = Consumer(
         {"bootstrap.servers": brokers, "group.id": "driftline-test", "enable.auto.commit": False}
