@@ -317,7 +317,7 @@ class KafkaInput(FixedPartitionedSource[Raw, int]):
         topics: Iterable[str],
         batch_size: int,
         config: dict[str, Any],
-        probe_every: float = 3.0,
+        probe_every: float = 4.0,
         idle_slack_ms: float = 0.0,
         flow: str = "",
     ) -> None:

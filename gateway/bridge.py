@@ -133,7 +133,7 @@ class KafkaBridge:
 
     def _poll_producer(self) -> None:
         while not self._stop.is_set():
-            self._producer.poll(0.1)
+            self._producer.poll(1.0)  # returns at the first delivery report
 
     async def publish(self, topic: Topic, message: Message) -> None:
         """Produce and wait for the broker's acknowledgement, or raise `BrokerUnavailable`."""
@@ -208,7 +208,7 @@ class KafkaBridge:
             if not reading:
                 # An assignment with offsets fetches at once (librdkafka's pause/resume waits
                 # for a 1 s timer).
-                if self._wanted.wait(0.1):
+                if self._wanted.wait(1.0):
                     self._wanted.clear()
                     consumer.assign([TopicPartition(*tp, at) for tp, at in self._positions.items()])
                     reading = True

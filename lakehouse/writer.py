@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import duckdb
 import pyarrow as pa
 
+from driftline.imports import hidden
 from driftline.tables import LakeTable, Row
 from lakehouse.maintenance import retry_locked
 
@@ -65,7 +66,8 @@ def write_rows(
     stamp_range = [min(stamps), max(stamps)] if stamps else [None, None]
 
     def insert() -> tuple | None:
-        con.register("staging", staging)
+        with hidden("pandas"):  # DuckDB would import it to check for a DataFrame: 50+ MB
+            con.register("staging", staging)
         try:
             return con.execute(sql, stamp_range).fetchone()
         finally:

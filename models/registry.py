@@ -7,14 +7,13 @@ alias (`champion`, `challenger`, ...): registry stages are deprecated.
 
 from __future__ import annotations
 
-import importlib.abc
-import importlib.machinery
 import logging
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from driftline.imports import hidden
 from driftline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -65,34 +64,16 @@ def set_alias(settings: Settings, name: str, version: str, alias: str) -> None:
     log.info("alias set", extra={"model": name, "version": str(version), "alias": alias})
 
 
-class _NoTorch(importlib.abc.MetaPathFinder):
-    """Makes `import torch` fail while it is on `sys.meta_path`."""
-
-    def find_spec(
-        self, name: str, path: Any, target: Any = None
-    ) -> importlib.machinery.ModuleSpec | None:
-        if name == "torch" or name.startswith("torch."):
-            raise ModuleNotFoundError(f"{name} is hidden while skops builds its trusted types")
-        return None  # not ours: the next finder decides
-
-
 def _import_skops() -> None:
-    """Import `skops.io` without torch.
-
-    skops lists its trusted types by importing every scikit-learn module, and one of them
-    (`sklearn.externals.array_api_compat.torch`) imports torch when it is installed: 180 MB in
-    every process that loads a TF-IDF model (measured: 496 -> 319 MB after one load). That
-    import failing is skipped by the walk; a model that does use torch imports it later, as
-    usual.
-    """
-    if "skops.io" in sys.modules or "torch" in sys.modules:
+    """Import `skops.io` without torch: skops lists its trusted types by importing every
+    scikit-learn module, and one of them (`sklearn.externals.array_api_compat.torch`) imports
+    torch when it is installed, 180 MB in every process that loads a TF-IDF model (measured:
+    496 -> 319 MB after one load). The walk skips a module that fails to import; a model that
+    does use torch imports it later, as usual."""
+    if "torch" in sys.modules:
         return
-    hidden = _NoTorch()
-    sys.meta_path.insert(0, hidden)
-    try:
+    with hidden("torch"):
         import skops.io  # noqa: F401  # imported for its side effect: the trusted-type list
-    finally:
-        sys.meta_path.remove(hidden)
 
 
 def load_sklearn(settings: Settings, name: str, version: str) -> Any:

@@ -227,7 +227,7 @@ class FlowSettings(Group):
         gt=0,
     )
     idle_timer_slack_ms: float = setting(
-        50.0,
+        200.0,
         "How late an idle flow's worker may wake up (Linux timer slack): Bytewax wakes it every "
         "1 ms even with nothing to do. The first message after 2 s of quiet may wait this much "
         "longer; a busy worker gets the default back. Flows off the request path.",
@@ -235,10 +235,10 @@ class FlowSettings(Group):
         le=1000,
     )
     request_idle_timer_slack_ms: float = setting(
-        10.0, "The same for the inference flow, which a caller waits for.", ge=0, le=1000
+        20.0, "The same for the inference flow, which a caller waits for.", ge=0, le=1000
     )
     idle_probe_seconds: float = setting(
-        3.0,
+        4.0,
         "A flow's source stops fetching after 2 s without a message and then asks the broker "
         "for its partitions' end offsets this often (0: fetch all the time). Flows off the "
         "request path.",
