@@ -45,6 +45,25 @@ class LoadedModel:
         return self.estimator[:-1].transform(list(texts))
 
 
+def with_threads(estimator: Any, threads: int) -> Any:
+    """The estimator with every `n_jobs` it has set to `threads`. A model trained with two
+    threads (XGBoost's OpenMP) would otherwise take both cores of a small machine for each
+    micro-batch, and its idle threads spin between calls, while six flows share those cores.
+
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> pipeline = make_pipeline(StandardScaler(), LogisticRegression(n_jobs=4))
+    >>> with_threads(pipeline, 1)[-1].n_jobs
+    1
+    """
+    if hasattr(estimator, "get_params") and hasattr(estimator, "set_params"):
+        jobs = {key: threads for key in estimator.get_params(deep=True) if key.endswith("n_jobs")}
+        if jobs:
+            estimator.set_params(**jobs)
+    return estimator
+
+
 class ModelCache:
     def __init__(
         self,
@@ -55,7 +74,9 @@ class ModelCache:
     ) -> None:
         self._settings = settings
         self._load = loader or (
-            lambda name, version: registry.load_sklearn(settings, name, version)
+            lambda name, version: with_threads(
+                registry.load_sklearn(settings, name, version), settings.models.threads
+            )
         )
         self._refresh = (
             settings.models.refresh_seconds if refresh_seconds is None else refresh_seconds

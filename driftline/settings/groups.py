@@ -84,6 +84,12 @@ class ModelSettings(Group):
     )
     cache_size: int = setting(8, "Model versions a process keeps loaded (LRU).", ge=1)
     refresh_seconds: float = setting(10.0, "How often an alias is re-resolved.", gt=0)
+    threads: int = setting(
+        1,
+        "Threads of one scoring call in the flows (`n_jobs` of the estimators that have one): "
+        "the flows score micro-batches on cores they share with each other.",
+        ge=1,
+    )
     bootstrap_sample: int = setting(
         0, "Rows the first `up` trains its quick models on (0: every row).", ge=0
     )
