@@ -301,3 +301,93 @@ def test_a_flow_commits_the_offset_two_snapshots_back(
     finally:
         part.close()
         checker.close()
+
+
+def test_an_idle_source_stops_fetching_and_takes_every_later_message_once(
+    processes: Processes,
+) -> None:
+    """After 2 s without a message the source unassigns its partition and only looks at the end
+    offset now and then (`flows.fetching.Pacing`); what comes later is taken from where it left
+    off, none twice and none lost."""
+    from flows import kafka
+
+    processes.start("store")
+    processes.start("tansu")
+    brokers = processes.brokers
+    wait_until(lambda: broker_answers(brokers) is not None, "tansu answering")
+    create_topic(brokers, "events", partitions=1)
+    producer = Producer({"bootstrap.servers": brokers})
+
+    def send(numbers: range) -> None:
+        for i in numbers:
+            producer.produce("events", str(i).encode())
+        producer.flush(30)
+
+    config = {"group.id": "driftline-test", "enable.auto.commit": False}
+    source = kafka.KafkaInput(brokers, ["events"], 100, config, probe_every=0.5, flow="test")
+    part = source.build_part("input", "0-events", None)
+    taken: list[bytes | None] = []
+
+    def take_until(count: int) -> bool:
+        taken.extend(message.value for message in part.next_batch())
+        return len(taken) >= count
+
+    try:
+        send(range(10))
+        wait_until(lambda: take_until(10), "the first ten messages")
+        # Quiet for longer than the 2 s idle threshold: the source asks to sleep till a probe.
+        quiet_until = time.monotonic() + 3.0
+        while time.monotonic() < quiet_until:
+            assert not part.next_batch()
+            time.sleep(0.02)
+        awake = part.next_awake()
+        assert awake is not None and awake > kafka.utc_now()
+        send(range(10, 20))
+        wait_until(lambda: take_until(20), "the ten messages sent while idle", timeout=30)
+        time.sleep(1.0)  # anything taken twice would show up by now
+        take_until(20)
+        assert [int(value or b"-1") for value in taken] == list(range(20))
+    finally:
+        part.close()
+
+
+def test_the_gateway_reads_results_again_after_a_quiet_spell(
+    processes: Processes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gateway stops reading results `READ_AFTER_REQUEST` seconds after its last request
+    and starts again, where it left off, at the next one: its answer still arrives."""
+    import asyncio
+
+    from driftline.settings import load
+    from driftline.topics import RESULTS
+    from gateway import bridge as gateway_bridge
+    from tests.factories import make_result
+
+    monkeypatch.setattr(gateway_bridge, "READ_AFTER_REQUEST", 0.5)
+    processes.start("store")
+    processes.start("tansu")
+    brokers = processes.brokers
+    wait_until(lambda: broker_answers(brokers) is not None, "tansu answering")
+    settings = load({"DRIFTLINE_HOME": str(tmp_path), "DRIFTLINE_BROKERS": brokers})
+    topic = RESULTS.name(settings.kafka)
+    create_topic(brokers, topic, partitions=1)
+    producer = Producer({"bootstrap.servers": brokers})
+
+    async def answered_after(quiet: float) -> bool:
+        await asyncio.sleep(quiet)
+        result = make_result()
+        waiting = bridge.expect(result.inference_id)
+        producer.produce(topic, result.to_json())  # what the inference flow would do
+        producer.flush(30)
+        answer = await asyncio.wait_for(waiting, 30)
+        return answer.inference_id == result.inference_id
+
+    async def scenario() -> list[bool]:
+        bridge.start()
+        try:
+            return [await answered_after(quiet) for quiet in (0.0, 0.1, 2.0, 2.0)]
+        finally:
+            bridge.close()
+
+    bridge = gateway_bridge.KafkaBridge(settings)
+    assert asyncio.run(scenario()) == [True, True, True, True]
