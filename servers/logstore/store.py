@@ -199,6 +199,11 @@ class LogStore:
         except KeyError:
             raise NoSuchBucket(bucket) from None
 
+    @property
+    def last_write_ms(self) -> int:
+        """The store's clock at its newest write: it moves whenever anything is written."""
+        return self._last_ms
+
     def put(
         self,
         bucket: str,
