@@ -28,6 +28,7 @@ Part names are `<partition>-<topic>`, as in Bytewax's connector, so recovery sto
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import threading
 import time
@@ -47,7 +48,7 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from driftline.clock import utc_now
 from flows.fetching import GAP_GRACE, Contiguous, Pacing
@@ -87,6 +88,8 @@ class _SharedConsumer:
         self, config: dict[str, Any], batch_size: int, probe_every: float, idle_slack_ms: float
     ) -> None:
         self._consumer = Consumer(config | {"on_commit": self._on_commit})
+        self._brokers = config["bootstrap.servers"]
+        self._admin: AdminClient | None = None  # made at the first probe
         self._batch_size = batch_size
         self._queues: dict[tuple[str, int], deque[Raw]] = {}
         self._starts: dict[tuple[str, int], int] = {}
@@ -190,19 +193,22 @@ class _SharedConsumer:
         return self._starts[(topic, partition)] if expected is None else expected
 
     def _grown(self) -> bool:
-        """Whether a partition holds messages past what this consumer has taken (asked of the
-        broker; an unanswered look counts as grown, so nothing waits on a failed probe)."""
-        for topic, partition in self._queues:
-            try:
-                low, high = self._consumer.get_watermark_offsets(
-                    TopicPartition(topic, partition), timeout=PROBE_TIMEOUT
-                )
-            except KafkaException:
-                return True
-            expected = self._offsets.expected(topic, partition)
-            if high > (low if expected is None else expected):
-                return True
-        return False
+        """Whether a partition holds messages past what this consumer has taken: one request
+        for every partition's end offset (tansu and its store pay per request; one per
+        partition cost twice as much, measured). An unanswered look counts as grown, so nothing
+        waits on a failed probe."""
+        if self._admin is None:
+            self._admin = AdminClient({"bootstrap.servers": self._brokers})
+        wanted = {TopicPartition(*key): OffsetSpec.latest() for key in self._queues}
+        try:
+            answers = self._admin.list_offsets(wanted, request_timeout=PROBE_TIMEOUT)
+            ends = {
+                (tp.topic, tp.partition): answer.result(timeout=PROBE_TIMEOUT).offset
+                for tp, answer in answers.items()
+            }
+        except (KafkaException, concurrent.futures.TimeoutError):
+            return True
+        return any(end > max(self._next_offset(*key), 0) for key, end in ends.items())
 
     def _fetch(self) -> None:
         rewound: set[tuple[str, int]] = set()
@@ -250,6 +256,7 @@ class _SharedConsumer:
 
     def close(self) -> None:
         self._consumer.close()
+        self._admin = None
 
 
 class _Partition(StatefulSourcePartition[Raw, int]):
