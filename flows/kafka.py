@@ -85,9 +85,22 @@ class _SharedConsumer:
     offsets now and then (`Pacing`)."""
 
     def __init__(
-        self, config: dict[str, Any], batch_size: int, probe_every: float, idle_slack_ms: float
+        self,
+        config: dict[str, Any],
+        batch_size: int,
+        probe_every: float,
+        idle_slack_ms: float,
+        idle_fetch_wait_ms: int = 0,
     ) -> None:
-        self._consumer = Consumer(config | {"on_commit": self._on_commit})
+        config = config | {"on_commit": self._on_commit}
+        self._consumer = Consumer(config)
+        # With an idle fetch wait, a second consumer reads while idle: fewer fetches a second.
+        self._quiet = (
+            Consumer(config | {"fetch.wait.max.ms": idle_fetch_wait_ms})
+            if idle_fetch_wait_ms > 0
+            else None
+        )
+        self._active = self._consumer  # the one that is assigned and fetching
         self._brokers = config["bootstrap.servers"]
         self._admin: AdminClient | None = None  # made at the first probe
         self._batch_size = batch_size
@@ -105,6 +118,8 @@ class _SharedConsumer:
     def add(self, topic: str, partition: int, offset: int) -> None:
         if self._paused:  # a new partition: read everything from here on
             self._resume()
+        if self._active is not self._consumer:
+            self._switch(self._consumer)
         self._queues[(topic, partition)] = deque()
         self._starts[(topic, partition)] = offset
         self._offsets.start(topic, partition, None if offset < 0 else offset)
@@ -118,7 +133,7 @@ class _SharedConsumer:
         self._queues.pop((topic, partition), None)
         self._snapshots.pop((topic, partition), None)
         if not self._paused:
-            self._consumer.incremental_unassign([TopicPartition(topic, partition)])
+            self._active.incremental_unassign([TopicPartition(topic, partition)])
         return not self._queues
 
     def snapshotted(self, topic: str, partition: int, offset: int) -> None:
@@ -134,8 +149,8 @@ class _SharedConsumer:
             for key, snapshots in self._snapshots.items()
             if self._committed.get(key) != snapshots[0]
         ]
-        if due:
-            self._consumer.commit(offsets=due, asynchronous=True)
+        if due:  # through the consumer that is polled, which serves the callback
+            self._active.commit(offsets=due, asynchronous=True)
 
     def _on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
         if error is not None:
@@ -167,26 +182,41 @@ class _SharedConsumer:
             self._slack_idle = idle
 
     def _pace(self) -> None:
+        if self._quiet is not None:
+            self._switch(self._quiet if self._pacing.idle() else self._consumer)
+            return
         if self._pacing.probe_due() and self._grown():
             self._pacing.woken()
         fetching = self._pacing.fetching()
         if fetching and self._paused:
             self._resume()
         elif not fetching and not self._paused:
-            self._consumer.unassign()
+            self._active.unassign()
             self._paused = True
+
+    def _switch(self, to: Consumer) -> None:
+        """Read with `to` from where the other one left off (an assignment with offsets fetches
+        at once)."""
+        if to is self._active:
+            return
+        self._active.unassign()
+        self._active = to
+        self._assign_all()
 
     def _resume(self) -> None:
         """Assign every partition again where it was left. Not `pause`/`resume`: librdkafka
         fetches a resumed partition only at its next 1 s timer (0.5-1 s measured here); an
         assignment with an offset fetches at once (11 ms)."""
-        self._consumer.assign(
+        self._assign_all()
+        self._paused = False
+
+    def _assign_all(self) -> None:
+        self._active.assign(
             [
                 TopicPartition(topic, partition, self._next_offset(topic, partition))
                 for topic, partition in self._queues
             ]
         )
-        self._paused = False
 
     def _next_offset(self, topic: str, partition: int) -> int:
         expected = self._offsets.expected(topic, partition)
@@ -212,7 +242,7 @@ class _SharedConsumer:
 
     def _fetch(self) -> None:
         rewound: set[tuple[str, int]] = set()
-        messages = self._consumer.consume(self._batch_size, 0)
+        messages = self._active.consume(self._batch_size, 0)
         self._pacing.received(len(messages))
         for msg in messages:
             error = msg.error()
@@ -229,7 +259,7 @@ class _SharedConsumer:
                 rewound.add(key)
                 expected = self._offsets.expected(*key)
                 assert expected is not None  # a rewind has somewhere to go
-                self._consumer.seek(TopicPartition(*key, expected))
+                self._active.seek(TopicPartition(*key, expected))
             elif verdict == "take":
                 queue.append(
                     KafkaSourceMessage(
@@ -247,7 +277,7 @@ class _SharedConsumer:
     def high_watermark(self, topic: str, partition: int) -> tuple[int, int] | None:
         """(low, high) watermarks as of the last fetch response: no request to the broker."""
         try:
-            low, high = self._consumer.get_watermark_offsets(
+            low, high = self._active.get_watermark_offsets(
                 TopicPartition(topic, partition), cached=True
             )
         except KafkaException:
@@ -256,6 +286,8 @@ class _SharedConsumer:
 
     def close(self) -> None:
         self._consumer.close()
+        if self._quiet is not None:
+            self._quiet.close()
         self._admin = None
 
 
@@ -327,11 +359,15 @@ class KafkaInput(FixedPartitionedSource[Raw, int]):
         probe_every: float = 4.0,
         idle_slack_ms: float = 0.0,
         flow: str = "",
+        idle_fetch_wait_ms: int = 0,
     ) -> None:
         """`probe_every`: once idle, stop fetching and look for new messages this often
         (`Pacing`; 0: fetch all the time). `idle_slack_ms`: once idle, the worker may wake this
-        late (`flows.timerslack`). `flow`: the flow's name in its metrics."""
+        late (`flows.timerslack`). `flow`: the flow's name in its metrics. `idle_fetch_wait_ms`:
+        with `probe_every` 0, an idle source keeps fetching with this wait instead (fewer
+        fetches a second; the first message after a quiet spell waits about half of it)."""
         self._probe_every, self._idle_slack_ms = probe_every, idle_slack_ms
+        self._idle_fetch_wait_ms = idle_fetch_wait_ms
         self.flow = flow
         self._brokers = brokers
         self._topics = list(topics)
@@ -355,7 +391,11 @@ class KafkaInput(FixedPartitionedSource[Raw, int]):
             if key not in self._consumers:
                 config = {"bootstrap.servers": self._brokers} | self._config
                 self._consumers[key] = _SharedConsumer(
-                    config, self._batch_size, self._probe_every, self._idle_slack_ms
+                    config,
+                    self._batch_size,
+                    self._probe_every,
+                    self._idle_slack_ms,
+                    self._idle_fetch_wait_ms,
                 )
             return self._consumers[key]
 

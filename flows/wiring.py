@@ -71,8 +71,9 @@ def read(
     flows = settings.flows
     if on_request_path:
         probe_every, slack = flows.request_idle_probe_seconds, flows.request_idle_timer_slack_ms
+        idle_wait = flows.request_idle_fetch_wait_ms
     else:
-        probe_every, slack = flows.idle_probe_seconds, flows.idle_timer_slack_ms
+        probe_every, slack, idle_wait = flows.idle_probe_seconds, flows.idle_timer_slack_ms, 0
     config = consumer_config(settings, group_id="driftline-" + flow.flow_id)
     source = KafkaInput(
         settings.kafka.brokers,
@@ -82,6 +83,7 @@ def read(
         probe_every,
         slack,
         flow=flow.flow_id,
+        idle_fetch_wait_ms=idle_wait,
     )
     return op.input(step_id, flow, source)
 

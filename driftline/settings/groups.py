@@ -256,6 +256,14 @@ class FlowSettings(Group):
         "the broker more than its fetches, and a caller would wait up to that long).",
         ge=0,
     )
+    request_idle_fetch_wait_ms: int = setting(
+        100,
+        "While idle (2 s without a request), the inference flow fetches with this wait instead "
+        "of DRIFTLINE_FETCH_WAIT_MS: fewer fetches for the broker, and the first request after "
+        "a quiet spell waits about half of it (0: no change).",
+        ge=0,
+        le=5000,
+    )
     processes: int = setting(0, "Processes per flow, one Bytewax cluster (0: the profile's).", ge=0)
     port_base: int = setting(
         2101, "First port of the flows' cluster addresses (processes > 1).", ge=1024, le=65000
