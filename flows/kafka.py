@@ -365,7 +365,7 @@ class KafkaInput(FixedPartitionedSource[Raw, int]):
         (`Pacing`; 0: fetch all the time). `idle_slack_ms`: once idle, the worker may wake this
         late (`flows.timerslack`). `flow`: the flow's name in its metrics. `idle_fetch_wait_ms`:
         with `probe_every` 0, an idle source keeps fetching with this wait instead (fewer
-        fetches a second; the first message after a quiet spell waits about half of it)."""
+        fetches a second; the first message after a quiet spell may wait up to half of it)."""
         self._probe_every, self._idle_slack_ms = probe_every, idle_slack_ms
         self._idle_fetch_wait_ms = idle_fetch_wait_ms
         self.flow = flow

@@ -259,8 +259,8 @@ class FlowSettings(Group):
     request_idle_fetch_wait_ms: int = setting(
         100,
         "While idle (2 s without a request), the inference flow fetches with this wait instead "
-        "of DRIFTLINE_FETCH_WAIT_MS: fewer fetches for the broker, and the first request after "
-        "a quiet spell waits about half of it (0: no change).",
+        "of DRIFTLINE_FETCH_WAIT_MS: fewer fetches for the broker; the first request after a "
+        "quiet spell may wait up to half of it for its fetch (0: no change).",
         ge=0,
         le=5000,
     )
