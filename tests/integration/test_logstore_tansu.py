@@ -81,6 +81,13 @@ class Processes:
         os.kill(process.pid, signal.SIGKILL)
         process.wait(10)
 
+    def start_broker(self) -> str:
+        """The store, then tansu on it; returns tansu's address once it answers."""
+        self.start("store")
+        self.start("tansu")
+        wait_until(lambda: broker_answers(self.brokers) is not None, "tansu answering")
+        return self.brokers
+
     def stop_all(self) -> None:
         for name in list(self.running):
             self.kill(name)
@@ -180,10 +187,7 @@ def broker_answers(brokers: str) -> Any:
 
 
 def test_acknowledged_messages_survive_kill_9_of_broker_and_store(processes: Processes) -> None:
-    processes.start("store")
-    processes.start("tansu")
-    brokers = processes.brokers
-    wait_until(lambda: broker_answers(brokers) is not None, "tansu answering")
+    brokers = processes.start_broker()
     create_topic(brokers)
     acked = produce(brokers, "first", producers=4, total=2000)
 
@@ -234,10 +238,7 @@ def commit(brokers: str, group: str, topic: str, offset: int) -> None:
 def test_retention_keeps_what_the_slowest_group_has_not_read(tmp_path: Path) -> None:
     running = Processes(tmp_path, ("--max-batches", "1000", "--keep-read", "3"))
     try:
-        running.start("store")
-        running.start("tansu")
-        brokers = running.brokers
-        wait_until(lambda: broker_answers(brokers) is not None, "tansu answering")
+        brokers = running.start_broker()
         for topic in ("read", "unread"):
             create_topic(brokers, topic, partitions=1)
         producer = Producer({"bootstrap.servers": brokers, "linger.ms": 0})
@@ -262,10 +263,7 @@ def test_a_flow_commits_the_offset_two_snapshots_back(
     from flows import kafka
 
     monkeypatch.setattr(kafka, "COMMIT_EVERY", 0.0)  # commit at every snapshot
-    processes.start("store")
-    processes.start("tansu")
-    brokers = processes.brokers
-    wait_until(lambda: broker_answers(brokers) is not None, "tansu answering")
+    brokers = processes.start_broker()
     create_topic(brokers, "events", partitions=1)
     producer = Producer({"bootstrap.servers": brokers})
     for i in range(30):
@@ -315,10 +313,7 @@ def test_an_idle_source_takes_every_later_message_once(
     none twice and none lost."""
     from flows import kafka
 
-    processes.start("store")
-    processes.start("tansu")
-    brokers = processes.brokers
-    wait_until(lambda: broker_answers(brokers) is not None, "tansu answering")
+    brokers = processes.start_broker()
     create_topic(brokers, "events", partitions=1)
     producer = Producer({"bootstrap.servers": brokers})
 
@@ -374,10 +369,7 @@ def test_the_gateway_reads_results_again_after_a_quiet_spell(
     from tests.factories import make_result
 
     monkeypatch.setattr(gateway_bridge, "READ_AFTER_REQUEST", 0.5)
-    processes.start("store")
-    processes.start("tansu")
-    brokers = processes.brokers
-    wait_until(lambda: broker_answers(brokers) is not None, "tansu answering")
+    brokers = processes.start_broker()
     settings = load({"DRIFTLINE_HOME": str(tmp_path), "DRIFTLINE_BROKERS": brokers})
     topic = RESULTS.name(settings.kafka)
     create_topic(brokers, topic, partitions=1)
