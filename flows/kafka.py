@@ -65,7 +65,7 @@ IDLE_SLEEPS = (0.001, 0.005, 0.02, 0.05)
 at first (a request right after another waits ~1 ms), longer once the flow is really idle."""
 
 PROBE_TIMEOUT = 2.0
-"""Seconds an idle consumer waits for the end offsets of a partition (a broker round trip)."""
+"""Seconds an idle consumer waits for its partitions' end offsets (a broker round trip)."""
 
 COMMIT_EVERY = 2.0
 """Seconds between two offset commits of a consumer (only partitions that moved are sent)."""
@@ -82,7 +82,8 @@ watermark the last fetch brought: no request to the broker)."""
 class _SharedConsumer:
     """One consumer for all partitions a worker reads; fetched messages wait in a queue per
     partition until that partition asks for them. Idle, it stops fetching and looks at the end
-    offsets now and then (`Pacing`)."""
+    offsets now and then (`Pacing`), or, given an idle fetch wait, a second consumer that fetches
+    less often takes over."""
 
     def __init__(
         self,
@@ -100,7 +101,7 @@ class _SharedConsumer:
             if idle_fetch_wait_ms > 0
             else None
         )
-        self._active = self._consumer  # the one that is assigned and fetching
+        self._active: Consumer | None = self._consumer  # assigned and fetching; None: paused
         self._brokers = config["bootstrap.servers"]
         self._admin: AdminClient | None = None  # made at the first probe
         self._batch_size = batch_size
@@ -108,7 +109,6 @@ class _SharedConsumer:
         self._starts: dict[tuple[str, int], int] = {}
         self._offsets = Contiguous(GAP_GRACE)
         self._pacing = Pacing(probe_every=probe_every)
-        self._paused = False
         self._idle_slack_ms = idle_slack_ms
         self._slack_idle = False
         self._snapshots: dict[tuple[str, int], deque[int]] = {}
@@ -116,10 +116,7 @@ class _SharedConsumer:
         self._commit_at = 0.0
 
     def add(self, topic: str, partition: int, offset: int) -> None:
-        if self._paused:  # a new partition: read everything from here on
-            self._resume()
-        if self._active is not self._consumer:
-            self._switch(self._consumer)
+        self._switch(self._consumer)  # a new partition: read everything from here on
         self._queues[(topic, partition)] = deque()
         self._starts[(topic, partition)] = offset
         self._offsets.start(topic, partition, None if offset < 0 else offset)
@@ -132,7 +129,7 @@ class _SharedConsumer:
         """Stop reading a partition; True when no partition is left."""
         self._queues.pop((topic, partition), None)
         self._snapshots.pop((topic, partition), None)
-        if not self._paused:
+        if self._active is not None:
             self._active.incremental_unassign([TopicPartition(topic, partition)])
         return not self._queues
 
@@ -150,7 +147,7 @@ class _SharedConsumer:
             if self._committed.get(key) != snapshots[0]
         ]
         if due:  # through the consumer that is polled, which serves the callback
-            self._active.commit(offsets=due, asynchronous=True)
+            self._polled.commit(offsets=due, asynchronous=True)
 
     def _on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
         if error is not None:
@@ -182,41 +179,40 @@ class _SharedConsumer:
             self._slack_idle = idle
 
     def _pace(self) -> None:
-        if self._quiet is not None:
-            self._switch(self._quiet if self._pacing.idle() else self._consumer)
-            return
         if self._pacing.probe_due() and self._grown():
             self._pacing.woken()
-        fetching = self._pacing.fetching()
-        if fetching and self._paused:
-            self._resume()
-        elif not fetching and not self._paused:
-            self._active.unassign()
-            self._paused = True
+        self._switch(self._reader())
 
-    def _switch(self, to: Consumer) -> None:
-        """Read with `to` from where the other one left off (an assignment with offsets fetches
-        at once)."""
+    def _reader(self) -> Consumer | None:
+        """The consumer that should read now: the main one while messages come; once idle, the
+        quiet one if there is one, else none between probes."""
+        if not self._pacing.idle():
+            return self._consumer
+        if self._quiet is not None:
+            return self._quiet
+        return self._consumer if self._pacing.fetching() else None
+
+    @property
+    def _polled(self) -> Consumer:
+        """The consumer polled for messages and callbacks (the main one while paused)."""
+        return self._consumer if self._active is None else self._active
+
+    def _switch(self, to: Consumer | None) -> None:
+        """Read with `to` (None: pause) from where reading left off. Not `pause`/`resume`:
+        librdkafka fetches a resumed partition only at its next 1 s timer (0.5-1 s measured
+        here); an assignment with offsets fetches at once (11 ms)."""
         if to is self._active:
             return
-        self._active.unassign()
+        if self._active is not None:
+            self._active.unassign()
         self._active = to
-        self._assign_all()
-
-    def _resume(self) -> None:
-        """Assign every partition again where it was left. Not `pause`/`resume`: librdkafka
-        fetches a resumed partition only at its next 1 s timer (0.5-1 s measured here); an
-        assignment with an offset fetches at once (11 ms)."""
-        self._assign_all()
-        self._paused = False
-
-    def _assign_all(self) -> None:
-        self._active.assign(
-            [
-                TopicPartition(topic, partition, self._next_offset(topic, partition))
-                for topic, partition in self._queues
-            ]
-        )
+        if to is not None:
+            to.assign(
+                [
+                    TopicPartition(topic, partition, self._next_offset(topic, partition))
+                    for topic, partition in self._queues
+                ]
+            )
 
     def _next_offset(self, topic: str, partition: int) -> int:
         expected = self._offsets.expected(topic, partition)
@@ -242,7 +238,7 @@ class _SharedConsumer:
 
     def _fetch(self) -> None:
         rewound: set[tuple[str, int]] = set()
-        messages = self._active.consume(self._batch_size, 0)
+        messages = self._polled.consume(self._batch_size, 0)
         self._pacing.received(len(messages))
         for msg in messages:
             error = msg.error()
@@ -259,7 +255,7 @@ class _SharedConsumer:
                 rewound.add(key)
                 expected = self._offsets.expected(*key)
                 assert expected is not None  # a rewind has somewhere to go
-                self._active.seek(TopicPartition(*key, expected))
+                self._polled.seek(TopicPartition(*key, expected))
             elif verdict == "take":
                 queue.append(
                     KafkaSourceMessage(
@@ -277,7 +273,7 @@ class _SharedConsumer:
     def high_watermark(self, topic: str, partition: int) -> tuple[int, int] | None:
         """(low, high) watermarks as of the last fetch response: no request to the broker."""
         try:
-            low, high = self._active.get_watermark_offsets(
+            low, high = self._polled.get_watermark_offsets(
                 TopicPartition(topic, partition), cached=True
             )
         except KafkaException:
