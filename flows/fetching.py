@@ -41,23 +41,24 @@ class Contiguous:
 
     def __init__(self, grace: float, clock: Any = time.monotonic) -> None:
         self._grace, self._clock = grace, clock
-        self._next: dict[tuple[str, int], int | None] = {}
+        self._next: dict[tuple[str, int], int] = {}
         self._gap_since: dict[tuple[str, int], float] = {}
 
-    def start(self, topic: str, partition: int, offset: int | None) -> None:
-        """`offset` None: the partition starts wherever its first message is."""
+    def start(self, topic: str, partition: int, offset: int) -> None:
+        """The partition's first message must be at `offset` (a partition read from the
+        beginning starts at its log start, not wherever its first visible message is)."""
         self._next[(topic, partition)] = offset
 
-    def expected(self, topic: str, partition: int) -> int | None:
-        return self._next.get((topic, partition))
+    def expected(self, topic: str, partition: int) -> int:
+        return self._next[(topic, partition)]
 
     def check(self, topic: str, partition: int, offset: int) -> str:
         """`take` it, skip it as `old` (already taken), or `rewind` to the expected offset."""
         key = (topic, partition)
-        expected = self._next.get(key)
-        if expected is not None and offset < expected:
+        expected = self._next[key]
+        if offset < expected:
             return "old"
-        if expected is not None and offset > expected:
+        if offset > expected:
             since = self._gap_since.setdefault(key, self._clock())
             if self._clock() - since < self._grace:
                 return "rewind"

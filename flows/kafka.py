@@ -13,8 +13,9 @@ broker is down is dropped and the flow goes on. Here:
   (`flows.fetching.Contiguous`). tansu reserves a batch's offsets before it writes the batch,
   so under concurrent producers a fetch can return a later batch before an earlier one is
   visible; taking it would skip the earlier one for good (measured: 4 of 1,000 requests never
-  scored after a broker restart). Idle partitions stop fetching and look at their end offsets
-  now and then (`flows.fetching.Pacing`).
+  scored after a broker restart). A partition read from the beginning starts at its log start,
+  asked of the broker, not at whichever batch shows first. Idle partitions stop fetching and
+  look at their end offsets now and then (`flows.fetching.Pacing`).
 - Each partition's offset is committed for the flow's consumer group (`driftline-<flow>`) once
   a restart can no longer resume below it: the offset of the snapshot `SNAPSHOTS_BEHIND` before
   the newest. Nothing reads these offsets back (recovery does); the broker's log store keeps what
@@ -93,7 +94,9 @@ class _SharedConsumer:
         idle_slack_ms: float,
         idle_fetch_wait_ms: int = 0,
     ) -> None:
-        config = config | {"on_commit": self._on_commit}
+        # A position below the log start (retention removed it) moves to the first message
+        # there is, never to the end: nothing is skipped.
+        config = config | {"on_commit": self._on_commit, "auto.offset.reset": "earliest"}
         self._consumer = Consumer(config)
         # With an idle fetch wait, a second consumer reads while idle: fewer fetches a second.
         self._quiet = (
@@ -106,7 +109,6 @@ class _SharedConsumer:
         self._admin: AdminClient | None = None  # made at the first probe
         self._batch_size = batch_size
         self._queues: dict[tuple[str, int], deque[Raw]] = {}
-        self._starts: dict[tuple[str, int], int] = {}
         self._offsets = Contiguous(GAP_GRACE)
         self._pacing = Pacing(probe_every=probe_every)
         self._idle_slack_ms = idle_slack_ms
@@ -118,12 +120,28 @@ class _SharedConsumer:
     def add(self, topic: str, partition: int, offset: int) -> None:
         self._switch(self._consumer)  # a new partition: read everything from here on
         self._queues[(topic, partition)] = deque()
-        self._starts[(topic, partition)] = offset
-        self._offsets.start(topic, partition, None if offset < 0 else offset)
-        self._consumer.incremental_assign([TopicPartition(topic, partition, offset)])
+        start = offset if offset >= 0 else self._log_start(topic, partition)
+        self._offsets.start(topic, partition, start)
+        self._consumer.incremental_assign([TopicPartition(topic, partition, start)])
         # A recovered offset is durable already: commit it at once.
-        self._snapshots[(topic, partition)] = deque([max(offset, 0)], SNAPSHOTS_BEHIND + 1)
+        self._snapshots[(topic, partition)] = deque([start], SNAPSHOTS_BEHIND + 1)
         self._commit_at = 0.0
+
+    def _log_start(self, topic: str, partition: int) -> int:
+        """The first offset a partition read from the beginning holds: its first message must
+        be that one. tansu can show a later batch first (see `Contiguous`), and taking it as
+        the start would skip the earlier one for good. Unanswered, 0: a gap below the real
+        start is then waited on for `GAP_GRACE` and taken."""
+        try:
+            marks = self._consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=PROBE_TIMEOUT
+            )
+        except KafkaException:
+            marks = None
+        if marks is None:
+            log.warning("no log start offset", extra={"topic": topic, "partition": partition})
+            return 0
+        return max(marks[0], 0)
 
     def remove(self, topic: str, partition: int) -> bool:
         """Stop reading a partition; True when no partition is left."""
@@ -209,14 +227,10 @@ class _SharedConsumer:
         if to is not None:
             to.assign(
                 [
-                    TopicPartition(topic, partition, self._next_offset(topic, partition))
+                    TopicPartition(topic, partition, self._offsets.expected(topic, partition))
                     for topic, partition in self._queues
                 ]
             )
-
-    def _next_offset(self, topic: str, partition: int) -> int:
-        expected = self._offsets.expected(topic, partition)
-        return self._starts[(topic, partition)] if expected is None else expected
 
     def _grown(self) -> bool:
         """Whether a partition holds messages past what this consumer has taken: one request
@@ -234,7 +248,7 @@ class _SharedConsumer:
             }
         except (KafkaException, concurrent.futures.TimeoutError):
             return True
-        return any(end > max(self._next_offset(*key), 0) for key, end in ends.items())
+        return any(end > self._offsets.expected(*key) for key, end in ends.items())
 
     def _fetch(self) -> None:
         rewound: set[tuple[str, int]] = set()
@@ -253,9 +267,7 @@ class _SharedConsumer:
             verdict = self._offsets.check(*key, msg.offset() or 0)
             if verdict == "rewind":
                 rewound.add(key)
-                expected = self._offsets.expected(*key)
-                assert expected is not None  # a rewind has somewhere to go
-                self._polled.seek(TopicPartition(*key, expected))
+                self._polled.seek(TopicPartition(*key, self._offsets.expected(*key)))
             elif verdict == "take":
                 queue.append(
                     KafkaSourceMessage(

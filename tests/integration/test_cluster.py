@@ -15,9 +15,22 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 
 from app.topology import BROKER, FLOWS, LOGSTORE
-from driftline.topics import DRIFT, LABELED, DriftReport, Labeled, decode
+from broker.clients import consumer_config
+from driftline.settings import Settings
+from driftline.topics import (
+    DEADLETTER,
+    DRIFT,
+    FEEDBACK,
+    LABELED,
+    RESULTS,
+    DeadLetter,
+    DriftReport,
+    Labeled,
+    decode,
+)
 from tests.integration.conftest import Stack, make_settings, wait_until
 from tests.integration.load import Kill, assert_all_landed_once, run_load, unit_process
 from tests.integration.test_spine import lake_rows, read_topic
@@ -50,6 +63,40 @@ def gateway_worker(live: Stack) -> tuple[str, int]:
     os.kill(workers[0], signal.SIGKILL)
     wait_until(lambda: workers[0] not in children_of(parent) and len(children_of(parent)) > 1)
     return "gateway", -1  # the gateway unit itself keeps running
+
+
+def where(s: Settings, topic: str, ids: set[str]) -> dict[str, list[tuple[int, int]]]:
+    """Per inference id of `ids`: the (partition, offset) of each message keyed by it."""
+    found: dict[str, list[tuple[int, int]]] = {}
+    consumer = Consumer(consumer_config(s, "tests") | {"enable.partition.eof": True})
+    partitions = consumer.list_topics(topic, timeout=5).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+    at_end: set[int] = set()
+    while len(at_end) < len(partitions):
+        msg = consumer.poll(2.0)
+        if msg is None:
+            break
+        if msg.error() is not None:
+            at_end.add(msg.partition() or 0)
+            continue
+        key = (msg.key() or b"").decode()
+        if key in ids:
+            found.setdefault(key, []).append((msg.partition() or 0, msg.offset() or 0))
+    consumer.close()
+    return found
+
+
+def unjoined(s: Settings, wanted: set[str]) -> str:
+    """Why feedback was not joined: where each unjoined id's result and feedback are."""
+    seen = {str(decode(Labeled, v).inference_id) for v in read_topic(s, LABELED.name(s.kafka))}
+    missing = wanted - seen
+    results = where(s, RESULTS.name(s.kafka), missing)
+    feedback = where(s, FEEDBACK.name(s.kafka), missing)
+    dead = [decode(DeadLetter, v) for v in read_topic(s, DEADLETTER.name(s.kafka))]
+    lines = [f"{len(missing)} of {len(wanted)} inferences with feedback never labeled:"]
+    lines += [f"  {i}: results at {results.get(i)}, feedback at {feedback.get(i)}" for i in missing]
+    lines += [f"  dead letter: {d.flow} {d.reason} {d.key}" for d in dead if d.key in missing]
+    return "\n".join(lines)
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +143,10 @@ def test_the_cluster_survives_kill_9_of_every_kind_of_process(cluster: Stack) ->
         seen = {str(decode(Labeled, v).inference_id) for v in read_topic(s, LABELED.name(s.kafka))}
         return seen if wanted <= seen else None
 
-    wait_until(labeled, timeout=120, every=2.0)
+    try:
+        wait_until(labeled, timeout=120, every=2.0)
+    except AssertionError:
+        raise AssertionError(unjoined(s, wanted)) from None
     joined = lake_rows(
         s,
         "SELECT count(*) FROM inferences_with_feedback WHERE data LIKE ? AND len(feedback) > 0",

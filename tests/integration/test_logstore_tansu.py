@@ -253,8 +253,30 @@ def test_retention_keeps_what_the_slowest_group_has_not_read(tmp_path: Path) -> 
         commit(brokers, "slow", "read", 40)
         wait_until(lambda: first_offset(brokers, "read") == 37, "all but the newest 3 removed")
         assert first_offset(brokers, "unread") == 0  # no group reads it: retention by age/count
+        assert took_from_the_beginning(brokers, "read") == [b"37", b"38", b"39"]
     finally:
         running.stop_all()
+
+
+def took_from_the_beginning(brokers: str, topic: str) -> list[bytes | None]:
+    """What a flow's source reading `topic` from the beginning takes. It must start at the log
+    start: with no grace for gaps, a source expecting offset 0 would never take offset 37."""
+    from flows import kafka
+
+    config = {"group.id": "driftline-test", "enable.auto.commit": False}
+    source = kafka.KafkaInput(brokers, [topic], 100, config, probe_every=0, flow="test")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(kafka, "GAP_GRACE", 3600.0)
+        part = source.build_part("input", f"0-{topic}", None)
+    taken: list[bytes | None] = []
+    try:
+        deadline = time.monotonic() + 30
+        while len(taken) < 3 and time.monotonic() < deadline:
+            taken += [message.value for message in part.next_batch()]
+            time.sleep(0.01)
+        return taken
+    finally:
+        part.close()
 
 
 def test_a_flow_commits_the_offset_two_snapshots_back(
