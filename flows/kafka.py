@@ -65,6 +65,12 @@ IDLE_SLEEPS = (0.001, 0.005, 0.02, 0.05)
 """After 1, 2, 3, 4+ empty polls in a row a partition sleeps this long before the next: short
 at first (a request right after another waits ~1 ms), longer once the flow is really idle."""
 
+LONGEST_SLEEP = 1.0
+"""Seconds an idle partition sleeps at most, whatever the next probe: Bytewax advances a
+partition's epoch only when it polls it, and the dataflow's epoch (its recovery snapshots and,
+through backpressure, every other partition's reads, in every process of a cluster) waits for
+the slowest partition."""
+
 PROBE_TIMEOUT = 2.0
 """Seconds an idle consumer waits for its partitions' end offsets (a broker round trip)."""
 
@@ -178,8 +184,12 @@ class _SharedConsumer:
     def take(self, topic: str, partition: int) -> list[Raw]:
         queue = self._queues[(topic, partition)]
         if not queue:
-            self._pace()
+            # Fetch, then decide: whether it is idle is judged on what the consumer has fetched
+            # by now. Bytewax may poll a partition seconds apart (it holds a partition back while
+            # the dataflow's epoch catches up); deciding first would unassign a consumer that
+            # was assigned at the last poll before taking what it fetched since, at every poll.
             self._fetch()
+            self._pace()
             self._slacken()
         taken = [queue.popleft() for _ in range(min(len(queue), self._batch_size))]
         return taken
@@ -327,7 +337,8 @@ class _Partition(StatefulSourcePartition[Raw, int]):
             self._last_message.set_to_current_time()
         else:
             sleep = max(
-                IDLE_SLEEPS[min(self._empty_polls, len(IDLE_SLEEPS) - 1)], self._shared.quiet_for()
+                IDLE_SLEEPS[min(self._empty_polls, len(IDLE_SLEEPS) - 1)],
+                min(self._shared.quiet_for(), LONGEST_SLEEP),
             )
             self._empty_polls += 1
             self._awake = utc_now() + timedelta(seconds=sleep)
