@@ -15,10 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from app.topology import BROKER, FLOWS, LOGSTORE
-from broker.clients import consumer_config
 from driftline.settings import Settings
 from driftline.topics import (
     DEADLETTER,
@@ -33,7 +31,7 @@ from driftline.topics import (
 )
 from tests.integration.conftest import Stack, make_settings, wait_until
 from tests.integration.load import Kill, assert_all_landed_once, run_load, unit_process
-from tests.integration.test_spine import lake_rows, read_topic
+from tests.integration.test_spine import lake_rows, read_messages, read_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -68,21 +66,10 @@ def gateway_worker(live: Stack) -> tuple[str, int]:
 def where(s: Settings, topic: str, ids: set[str]) -> dict[str, list[tuple[int, int]]]:
     """Per inference id of `ids`: the (partition, offset) of each message keyed by it."""
     found: dict[str, list[tuple[int, int]]] = {}
-    consumer = Consumer(consumer_config(s, "tests") | {"enable.partition.eof": True})
-    partitions = consumer.list_topics(topic, timeout=5).topics[topic].partitions
-    consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-    at_end: set[int] = set()
-    while len(at_end) < len(partitions):
-        msg = consumer.poll(2.0)
-        if msg is None:
-            break
-        if msg.error() is not None:
-            at_end.add(msg.partition() or 0)
-            continue
+    for msg in read_messages(s, topic):
         key = (msg.key() or b"").decode()
         if key in ids:
             found.setdefault(key, []).append((msg.partition() or 0, msg.offset() or 0))
-    consumer.close()
     return found
 
 

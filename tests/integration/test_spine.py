@@ -11,7 +11,7 @@ import uuid
 import duckdb
 import httpx
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
 import lakehouse
 from broker.clients import consumer_config, producer_config
@@ -50,12 +50,12 @@ def lake_rows(s: Settings, sql: str, params: list | None = None) -> list[tuple]:
         con.close()
 
 
-def read_topic(s: Settings, topic: str) -> list[bytes]:
+def read_messages(s: Settings, topic: str) -> list[Message]:
     """Every message on `topic` so far (manual assignment from the beginning)."""
     consumer = Consumer(consumer_config(s, "tests") | {"enable.partition.eof": True})
     partitions = consumer.list_topics(topic, timeout=5).topics[topic].partitions
     consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-    values, at_end = [], set()
+    messages, at_end = [], set()
     while len(at_end) < len(partitions):
         msg = consumer.poll(2.0)
         if msg is None:
@@ -63,9 +63,14 @@ def read_topic(s: Settings, topic: str) -> list[bytes]:
         if msg.error() is not None:
             at_end.add(msg.partition())
             continue
-        values.append(msg.value())
+        messages.append(msg)
     consumer.close()
-    return values
+    return messages
+
+
+def read_topic(s: Settings, topic: str) -> list[bytes]:
+    """The values of every message on `topic` so far."""
+    return [msg.value() for msg in read_messages(s, topic)]
 
 
 def default_arms(client: httpx.Client) -> set[str]:
