@@ -2,18 +2,26 @@
 
 Some libraries import an optional dependency only to look for it, and that look costs a
 process its whole size: skops imports every scikit-learn module to list its trusted types, and
-one of them imports torch (180 MB); DuckDB imports pandas (50+ MB) to check whether a
-registered object is a DataFrame. A hidden package fails to import, which both take as "not
-installed"; a process that has imported it already keeps it.
+one of them imports torch (180 MB); scikit-learn imports pandas in `sklearn.utils.fixes` and
+never uses it, and DuckDB imports pandas to check whether a query parameter is a DataFrame:
+pandas and the pyarrow it brings are 60 MB in every flow process. A hidden package fails to
+import, which all of them take as "not installed"; a process that has imported it already
+keeps it.
 
->>> import sys
->>> with hidden("no_such_package_either"):
+Only importing fails: `importlib.util.find_spec` still finds a hidden package, because some
+libraries list what is installed that way at import time (torch's compiler does, for pandas)
+and take an error there for a broken installation.
+
+>>> import importlib.util, sys
+>>> with hidden("no_such_package_either", "json"):
 ...     try:
-...         import json.tool
 ...         import no_such_package_either
 ...     except ModuleNotFoundError as exc:
 ...         print(exc)
+...     import json  # imported already: it stays
+...     importlib.util.find_spec("doctest") is not None  # a look is not an import
 no_such_package_either is hidden from this process
+True
 >>> any(isinstance(finder, _Hidden) for finder in sys.meta_path)
 False
 """
@@ -27,6 +35,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+_IMPORTING = "_find_and_load_unlocked"
+"""The import system's function that looks for a module it is about to import (CPython 3.11 to
+3.13); `importlib.util.find_spec` reaches the same finders from elsewhere."""
+
 
 class _Hidden(importlib.abc.MetaPathFinder):
     """Makes an import of `packages` (or their modules) fail while it is on `sys.meta_path`."""
@@ -37,9 +49,15 @@ class _Hidden(importlib.abc.MetaPathFinder):
     def find_spec(
         self, name: str, path: Any, target: Any = None
     ) -> importlib.machinery.ModuleSpec | None:
-        if name.split(".")[0] in self.packages:
+        if name.split(".")[0] in self.packages and _importing():
             raise ModuleNotFoundError(f"{name} is hidden from this process", name=name)
-        return None  # not ours: the next finder decides
+        return None  # not ours, or only a look: the next finder decides
+
+
+def _importing() -> bool:
+    """Whether the finder is asked by an import, not by `importlib.util.find_spec`."""
+    frame = sys._getframe(3)  # here <- _Hidden.find_spec <- importlib's _find_spec <- the asker
+    return frame.f_code.co_name == _IMPORTING
 
 
 @contextmanager
@@ -51,3 +69,12 @@ def hidden(*packages: str) -> Iterator[None]:
         yield
     finally:
         sys.meta_path.remove(finder)
+
+
+def keep_out(*packages: str) -> None:
+    """Hide `packages` from this process for good: for a process that never needs them, so
+    that no library's look for them loads them later. Call it before those libraries import.
+    """
+    if any(isinstance(f, _Hidden) and f.packages == packages for f in sys.meta_path):
+        return
+    sys.meta_path.insert(0, _Hidden(packages))

@@ -36,6 +36,7 @@ from driftline.ab.routing import (
     routing_key,
 )
 from driftline.clock import utc_now
+from driftline.imports import keep_out
 from driftline.settings import Settings
 from driftline.topics import LABELED, REQUESTS, RESULTS, InferenceResult, Labeled, ModelRef
 from flows.wiring import Outgoing, Parsed, configured, consume, publish_all
@@ -152,5 +153,7 @@ def build(settings: Settings) -> Dataflow:
 
 def flow() -> Dataflow:
     """The inference dataflow with the configured settings
-    (`python -m bytewax.run flows.inference:flow`)."""
+    (`python -m bytewax.run flows.inference:flow`). The models' libraries import pandas and
+    pyarrow only to look for them: kept out before any is imported (`driftline.imports`)."""
+    keep_out("pandas", "pyarrow")
     return build(configured())

@@ -1,14 +1,13 @@
 """A model's monitoring reference (`driftline.monitoring.reference`), stored with its MLflow run.
 
 Training logs the reference under the run's `reference/` artifacts as plain arrays (no pickle);
-`load_reference(settings, name, version)` is the one call a flow needs (cached per process).
+`download` copies them out of MLflow and `read` loads them (`models.fetch` does both for the
+monitor).
 """
 
 from __future__ import annotations
 
-import functools
 import json
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -54,19 +53,19 @@ def read(folder: Path) -> Reference:
     )
 
 
-@functools.cache
-def load_reference(settings: Settings, name: str, version: str) -> Reference:
-    """The reference logged with the run that produced `name` version `version`."""
+def download(settings: Settings, name: str, version: str, folder: Path) -> Path:
+    """Copy the reference logged with the run that produced `name` version `version` into
+    `folder`; returns the folder `read` takes."""
     from mlflow.artifacts import download_artifacts
 
     from models import registry
 
     run_id = registry.client(settings).get_model_version(name, str(version)).run_id
-    with tempfile.TemporaryDirectory() as tmp:
-        local = download_artifacts(
-            run_id=run_id,
-            artifact_path=ARTIFACT_DIR,
-            dst_path=tmp,
-            tracking_uri=settings.mlflow.tracking_uri,
-        )
-        return read(Path(local))
+    folder.mkdir(parents=True, exist_ok=True)
+    local = download_artifacts(
+        run_id=run_id,
+        artifact_path=ARTIFACT_DIR,
+        dst_path=str(folder),
+        tracking_uri=settings.mlflow.tracking_uri,
+    )
+    return Path(local)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -78,11 +79,39 @@ def _import_skops() -> None:
 
 def load_sklearn(settings: Settings, name: str, version: str) -> Any:
     """The scikit-learn estimator of a registered version (it offers `predict_proba`)."""
-    _import_skops()
-    import mlflow.sklearn
+    with tempfile.TemporaryDirectory() as tmp:
+        return read_model(download_model(settings, name, version, Path(tmp)))
+
+
+def download_model(settings: Settings, name: str, version: str, folder: Path) -> Path:
+    """Copy the files of `name` version `version` into `folder`; returns the model's folder."""
+    from mlflow.artifacts import download_artifacts
 
     configure(settings)
-    return mlflow.sklearn.load_model(f"models:/{name}/{version}")
+    folder.mkdir(parents=True, exist_ok=True)
+    return Path(download_artifacts(f"models:/{name}/{version}", dst_path=str(folder)))
+
+
+def read_model(folder: Path) -> Any:
+    """The estimator in an MLflow model folder, read with skops as `mlflow.sklearn.load_model`
+    reads it, without MLflow's model layer: that imports pandas and pyarrow (60 MB in each flow
+    that serves or monitors models) for signatures the flows never look at.
+
+    Only skops files are read (what `models.train` logs): they admit only the trusted types
+    listed with the model, where a pickle could run any code.
+    """
+    _import_skops()
+    import skops.io
+    import yaml
+
+    flavor = yaml.safe_load((folder / "MLmodel").read_text())["flavors"]["sklearn"]
+    if flavor.get("serialization_format") != "skops":
+        raise ValueError(
+            f"the model in {folder} is stored as {flavor.get('serialization_format')!r}:"
+            " only skops models are read"
+        )
+    trusted = flavor.get("skops_trusted_types") or []
+    return skops.io.load(folder / flavor["pickled_model"], trusted=trusted)
 
 
 def versions(settings: Settings) -> list[dict[str, Any]]:

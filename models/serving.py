@@ -40,7 +40,7 @@ class LoadedModel:
     def features(self, texts: Sequence[str]) -> Any:
         """The model's own features of each text (TF-IDF rows or embeddings), for monitoring.
 
-        Compare them with `models.reference.load_reference(...).features`.
+        Compare them with the reference's (`models.fetch.Version.reference.features`).
         """
         return self.estimator[:-1].transform(list(texts))
 

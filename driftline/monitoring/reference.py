@@ -19,8 +19,6 @@ from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.isotonic import IsotonicRegression
-from sklearn.model_selection import StratifiedKFold
 
 from driftline.stats.confusion import Confusion
 from driftline.stats.domain_classifier import Features
@@ -52,6 +50,8 @@ class Calibrator:
 
 
 def _isotonic(p: np.ndarray, y: np.ndarray) -> Calibrator:
+    from sklearn.isotonic import IsotonicRegression  # on first use (domain_classifier says why)
+
     iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(p, y)
     return Calibrator("isotonic", iso.X_thresholds_, iso.y_thresholds_)
 
@@ -72,6 +72,8 @@ def fit_calibrator(
     >>> fit_calibrator(p, rng.uniform(size=4000) < p**3).kind    # over-confident
     'isotonic'
     """
+    from sklearn.model_selection import StratifiedKFold  # on first use (see `_isotonic`)
+
     p, y = np.asarray(p, dtype=float), np.asarray(y, dtype=float)
     if len(np.unique(y)) < 2 or min(np.bincount(y.astype(int))) < folds:
         return Calibrator.identity()

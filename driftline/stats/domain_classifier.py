@@ -1,4 +1,9 @@
-"""Feature drift by a domain classifier: out-of-fold ROC AUC of reference vs current rows."""
+"""Feature drift by a domain classifier: out-of-fold ROC AUC of reference vs current rows.
+
+scikit-learn is imported on first use, here and in `driftline.monitoring.reference`: importing
+the monitor flow must not import it, so that the flow process can keep pandas out first
+(`driftline.imports.keep_out`; scikit-learn would import pandas only to look for it).
+"""
 
 from __future__ import annotations
 
@@ -11,9 +16,6 @@ from typing import TypeAlias
 import numpy as np
 from scipy import sparse
 from scipy.stats import norm
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import PredefinedSplit, StratifiedKFold, cross_val_predict
 
 Features: TypeAlias = np.ndarray | sparse.sparray | sparse.spmatrix
 
@@ -54,6 +56,8 @@ def _first_occurrences(keys: list[bytes]) -> np.ndarray:
 
 def _fold_ids(y: np.ndarray, keys: list[bytes] | None, folds: int, seed: int) -> np.ndarray:
     """Stratified folds; with keys, the rows sharing a key all take the fold of the first."""
+    from sklearn.model_selection import StratifiedKFold
+
     fold = np.empty(len(y), dtype=np.int64)
     splits = StratifiedKFold(folds, shuffle=True, random_state=seed).split(y, y)
     for k, (_, test) in enumerate(splits):
@@ -153,6 +157,10 @@ def domain_auc(
     y = np.repeat([0, 1], n)
     keys = [ref_keys[i] for i in ref_rows] + [cur_keys[i] for i in cur_rows]
     fold = _fold_ids(y, keys if deduplicate else None, folds, seed)
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import PredefinedSplit, cross_val_predict
+
     model = LogisticRegression(max_iter=1000)
     scores = cross_val_predict(model, x, y, cv=PredefinedSplit(fold), method="predict_proba")[:, 1]
 

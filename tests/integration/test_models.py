@@ -14,7 +14,7 @@ from app import cli
 from driftline import settings
 from driftline.settings import Settings
 from models import data, registry, train
-from models.reference import load_reference
+from models.fetch import FetchedVersions, FetchError
 from models.serving import ModelCache
 from tests.integration.conftest import Stack, wait_until
 
@@ -34,14 +34,26 @@ def test_each_model_loads_by_alias_through_the_flows_cache_and_scores_text(
 ) -> None:
     s, models = trained
     assert sorted(m.name for m in models) == sorted(train.NAMES)
-    cache = ModelCache(s)
+    cache, fetched = ModelCache(s), FetchedVersions(s)
+    texts = ["i love this so much", "this is awful, i hate it"]
     for model in models:
         loaded = cache.get(model.name, s.models.default_alias)
         assert loaded.version == model.version
-        p = loaded.predict_proba(["i love this so much", "this is awful, i hate it"])
+        p = loaded.predict_proba(texts)
         assert p.shape == (2,) and np.all((p >= 0) & (p <= 1))
-        ref = load_reference(s, model.name, model.version)
-        assert loaded.features(["some text"]).shape[1] == ref.features.shape[1]
+        # The monitor's copy, fetched by a child process: the same model, and its reference.
+        monitored = fetched.get(model.name, model.version)
+        np.testing.assert_array_equal(monitored.model.predict_proba(texts), p)
+        assert monitored.reference.features.shape[1] == loaded.features(texts).shape[1]
+
+
+@pytest.mark.slow
+def test_fetching_a_version_that_is_not_registered_says_so(
+    trained: tuple[Settings, list[train.TrainedModel]],
+) -> None:
+    s, models = trained
+    with pytest.raises(FetchError, match=f"fetching {models[0].name} version 99 failed: .+"):
+        FetchedVersions(s).get(models[0].name, "99")
 
 
 @pytest.mark.slow
@@ -51,9 +63,9 @@ def test_references_come_from_held_out_rows_and_match_the_registered_model(
     s, models = trained
     lake = data.read_training(s, sample=SAMPLE)  # the same seeded sample training read
     fit, test = lake.part("train"), lake.part("test")
-    cache = ModelCache(s)
+    cache, fetched = ModelCache(s), FetchedVersions(s)
     for model in models:
-        ref = load_reference(s, model.name, model.version)
+        ref = fetched.reference(model.name, model.version)
         assert not set(ref.row_ids) & set(fit["row_id"])
         assert list(ref.row_ids) == list(test["row_id"])
         assert set(ref.feature_row_ids) <= set(test["row_id"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
@@ -163,3 +164,24 @@ def test_monitor_resumes_after_kill_9_and_counts_every_result_once(live: Stack) 
             assert report.ks_d == emitted[key].ks_d and report.n == emitted[key].n
         emitted[key] = report
     assert any(r.window_start < killed < r.window_end for r in checked), "none spans the crash"
+
+
+def test_the_flows_that_load_models_leave_out_what_they_do_not_use(live: Stack) -> None:
+    """Memory (issue 10): the monitor, the inference flow and the lake writer keep pandas out
+    (`driftline.imports.keep_out`), and the monitor MLflow, whose SQLAlchemy store would show:
+    its models come from a child process (`models.fetch`). Read off the libraries each process
+    has mapped once the monitor has reported on a window of its own."""
+    s = live.settings
+    started = utc_now()
+    tweets = sentiment_binary()["text"].sample(100, random_state=3).tolist()
+    send(s, Producer(producer_config(s)), tweets, seconds=3)
+    wait_until(lambda: any(r.window_end > started for r in reports(s)), timeout=60)
+
+    def mapped(unit: str) -> str:
+        return "".join(Path(f"/proc/{pid}/maps").read_text() for pid in live.pids(unit).values())
+
+    for unit in ("monitor", "inference", "lakewriter"):
+        assert "/site-packages/pandas/" not in mapped(unit), unit
+    assert "/site-packages/sklearn/" in mapped("monitor")  # the check sees what is loaded
+    assert "/site-packages/sqlalchemy/" in mapped("inference")
+    assert "/site-packages/sqlalchemy/" not in mapped("monitor")

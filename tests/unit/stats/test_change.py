@@ -50,3 +50,46 @@ def test_restored_detector_continues_identically(method: str) -> None:
 def test_rejects_an_unknown_method() -> None:
     with pytest.raises(ValueError, match="method must be one of"):
         ErrorStreamDetector("cusum")  # type: ignore[arg-type]
+
+
+def river_detector(method: str, params: dict[str, float]):  # type: ignore[no-untyped-def]
+    from river import drift  # imported here: River's wrappers are the independent reference
+
+    return drift.ADWIN(**params) if method == "adwin" else drift.PageHinkley(**params)
+
+
+@pytest.mark.parametrize(
+    ("method", "params"),
+    [
+        ("adwin", {}),
+        ("adwin", {"delta": 0.05, "clock": 1, "grace_period": 30}),
+        ("page_hinkley", {}),
+        ("page_hinkley", {"threshold": 10.0, "min_instances": 5, "alpha": 0.99}),
+    ],
+)
+@pytest.mark.parametrize("seed", range(3))
+def test_detects_at_exactly_the_events_river_does(
+    method: str, params: dict[str, float], seed: int
+) -> None:
+    """River's `ADWIN` and `PageHinkley` on the same stream: the same events, every one
+    (binary errors and |p - feedback| errors, several jumps up and down)."""
+    rng = np.random.default_rng(seed)
+    errors = error_stream(seed, [0.1, 0.5, 0.1, 0.3])
+    errors += rng.beta(2, 5, 2000).tolist() + rng.beta(5, 2, 2000).tolist()
+    ours = ErrorStreamDetector(method, **params)  # type: ignore[arg-type]
+    river = river_detector(method, params)
+    expected = []
+    for i, error in enumerate(errors):
+        river.update(error)
+        if river.drift_detected:
+            expected.append(i)
+    assert len(expected) >= 4  # every jump found: the comparison is not between two silences
+    assert detections(ours, errors) == expected
+
+
+def test_a_detector_saved_with_river_wrappers_starts_afresh() -> None:
+    """State from before (a pickled River detector) does not import River's wrappers."""
+    old = {"method": "adwin", "params": {}, "n_detections": 3, "detector": b"not unpickled"}
+    detector = ErrorStreamDetector.from_state(old)
+    assert detector.n_detections == 3
+    assert detections(detector, error_stream(0, [0.1, 0.5]))[0] >= 2000

@@ -1,0 +1,105 @@
+"""A registered version's model and reference, downloaded by a short-lived child process.
+
+MLflow and its SQLAlchemy store cost a process 90 MB, kept for good once imported. The monitor
+needs MLflow only to copy out the files of each version it meets, once: a child process
+(`python -m models.fetch NAME VERSION FOLDER`) copies them, and the monitor reads the model with
+skops and the reference as plain arrays. (The inference flow keeps MLflow in-process: it
+re-resolves aliases every few seconds.)
+
+    python -m models.fetch sentiment_logreg_tfidf 1 /tmp/v1   # prints where model and reference are
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from driftline import logs, settings
+from driftline.monitoring.reference import Reference
+from driftline.settings import Settings
+from driftline.stats.domain_classifier import Features
+from models import reference, registry
+from models.serving import LoadedModel, with_threads
+
+log = logging.getLogger(__name__)
+
+TIMEOUT_SECONDS = 600.0
+"""A download from object storage, and the child's MLflow import, on a loaded machine."""
+
+
+class FetchError(RuntimeError):
+    """The child process could not copy a version's files (its last error line says why)."""
+
+
+@dataclass(frozen=True)
+class Version:
+    model: LoadedModel
+    reference: Reference
+
+
+def fetch(settings: Settings, name: str, version: str, folder: Path) -> dict[str, Path]:
+    """Copy `name` version `version` into `folder`, in a child; where its "model" and its
+    "reference" are."""
+    started = time.perf_counter()
+    child = subprocess.run(
+        [sys.executable, "-m", "models.fetch", name, str(version), str(folder)],
+        env=os.environ | settings.to_env(),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_SECONDS,
+    )
+    if child.returncode != 0:
+        last = (child.stderr.strip().splitlines() or ["no output"])[-1]
+        raise FetchError(f"fetching {name} version {version} failed: {last}")
+    seconds = round(time.perf_counter() - started, 2)
+    log.info("version fetched", extra={"model": name, "version": version, "seconds": seconds})
+    return {part: Path(path) for part, path in json.loads(child.stdout.splitlines()[-1]).items()}
+
+
+class FetchedVersions:
+    """Model and reference of each version, fetched on first use; the `models.cache_size`
+    most recently used versions are kept."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self.get = functools.lru_cache(maxsize=settings.models.cache_size)(self._fetch)
+
+    def _fetch(self, name: str, version: str) -> Version:
+        with tempfile.TemporaryDirectory(prefix="driftline-fetch-") as tmp:
+            files = fetch(self._settings, name, version, Path(tmp))
+            estimator = with_threads(
+                registry.read_model(files["model"]), self._settings.models.threads
+            )
+            return Version(
+                LoadedModel(name, version, estimator), reference.read(files["reference"])
+            )
+
+    def reference(self, name: str, version: str) -> Reference:
+        return self.get(name, version).reference
+
+    def features(self, name: str, version: str, texts: list[str]) -> Features:
+        return self.get(name, version).model.features(texts)
+
+
+def main(argv: list[str]) -> None:
+    """Copy one version's files and print where they are (the child's side of `fetch`)."""
+    name, version, folder = argv
+    s = settings.load()
+    logs.configure(s.log_level)
+    files = {
+        "model": registry.download_model(s, name, version, Path(folder) / "model"),
+        "reference": reference.download(s, name, version, Path(folder)),
+    }
+    print(json.dumps({part: str(path) for part, path in files.items()}))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
