@@ -9,17 +9,21 @@ shares, such as the gateway's `created_at`) lies within the batch's range of it.
 each file's min and max of every column, so the files outside that range are never opened, and
 a batch costs the same whether the table holds ten thousand rows or ten million
 (`bench/lake_writer.py`).
+
+The batch reaches DuckDB as one list parameter per column, unnested side by side: as fast as
+staging it as an Arrow table (2.0 against 1.8 ms for 200 rows), without pyarrow's 25 MB in the
+lake writer. JSON columns go as JSON text.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import duckdb
-import pyarrow as pa
 
-from driftline.imports import hidden
 from driftline.tables import LakeTable, Row
 from lakehouse.maintenance import retry_locked
 
@@ -27,9 +31,11 @@ log = logging.getLogger(__name__)
 
 
 def _insert_sql(table: LakeTable, with_nulls: bool) -> str:
-    """The insert of the staged batch; its two parameters are the batch's lowest and highest
-    stamp (constants, so the scan of stored rows skips the files outside them)."""
+    """The insert of a batch; its parameters are the batch's columns (`_columns`), then its
+    lowest and highest stamp (constants, so the scan of stored rows skips the files outside
+    them)."""
     cols = ", ".join(f'"{c}"' for c in table.columns)
+    staging = "SELECT " + ", ".join(f'unnest(?) AS "{c}"' for c in table.columns)
     casts = ", ".join(f's."{c}"::{t}' for c, t in table.columns.items())
     key = ", ".join(f'"{k}"' for k in table.key)
     stamp, stamp_type = table.stamp, table.columns[table.stamp]
@@ -41,7 +47,7 @@ def _insert_sql(table: LakeTable, with_nulls: bool) -> str:
     )
     return (
         f"INSERT INTO lake.{table.name} ({cols}) "
-        f"SELECT {casts} FROM (SELECT DISTINCT ON ({key}) * FROM staging) s "
+        f"SELECT {casts} FROM (SELECT DISTINCT ON ({key}) * FROM ({staging})) s "
         f"WHERE NOT EXISTS (SELECT 1 FROM lake.{table.name} t WHERE {in_range} AND {on})"
     )
 
@@ -59,21 +65,23 @@ def write_rows(
     """
     if not rows:
         return 0
-    staging = pa.Table.from_pylist([{c: r.get(c) for c in table.columns} for r in rows])
     stamps = [r[table.stamp] for r in rows if r.get(table.stamp) is not None]
     sql = _insert_sql(table, with_nulls=len(stamps) < len(rows))
     # All stamps missing: a range that matches nothing, only the NULL-stamped rows are looked at.
     stamp_range = [min(stamps), max(stamps)] if stamps else [None, None]
-
-    def insert() -> tuple | None:
-        with hidden("pandas"):  # DuckDB would import it to check for a DataFrame: 50+ MB
-            con.register("staging", staging)
-        try:
-            return con.execute(sql, stamp_range).fetchone()
-        finally:
-            con.unregister("staging")
-
-    inserted = retry_locked(insert, retries)
+    parameters = [*_columns(table, rows), *stamp_range]
+    inserted = retry_locked(lambda: con.execute(sql, parameters).fetchone(), retries)
     count = int(inserted[0]) if inserted else 0
     log.debug("rows written", extra={"table": table.name, "rows": count, "offered": len(rows)})
     return count
+
+
+def _columns(table: LakeTable, rows: Sequence[Row]) -> list[list[Any]]:
+    """The rows as one list per column of `table`; JSON columns as JSON text."""
+    out = []
+    for column, sql_type in table.columns.items():
+        values = [r.get(column) for r in rows]
+        if sql_type == "JSON":
+            values = [None if v is None else json.dumps(v, separators=(",", ":")) for v in values]
+        out.append(values)
+    return out
