@@ -7,11 +7,14 @@ Starts `driftline up` in a temporary folder on free ports (two TF-IDF models), t
 2. floors, measured in the same run: `GET /health` (the gateway's HTTP alone), closed loop, and a
    bare Kafka produce -> consume round trip on the same broker;
 3. `POST /inference` closed loop with 8, 32 and 64 clients, against the HTTP floor;
-4. `POST /inference` at fixed offered rates (open loop): 100, 200, 500, 1,000, 2,000 /s;
+4. `POST /inference` at fixed offered rates (open loop): 100, 200, 500, 1,000, 2,000 /s from
+   `hey`, and first 100 and 200 /s arriving as a Poisson process (`wrk`, `bench/poisson.lua`),
+   before the rates the stack cannot keep up with leave it a backlog;
 5. `POST /inferences` (100 texts a call), closed loop: texts/s, and how long the lake writer
    takes after the last answer to hold every text;
 6. CPU and RSS per process under the closed loop.
-Load comes from Debian's `hey`. Figures are from a shared 2-core machine: compare within a run.
+Load comes from Debian's `hey` and `wrk`. Figures are from a shared 2-core machine: compare
+within a run.
 """
 
 from __future__ import annotations
@@ -27,7 +30,15 @@ import time
 import uuid
 from pathlib import Path
 
-from bench.harness import Load, Stack, cpu_per_process, hey, kafka_round_trip_ms, rss_per_process
+from bench.harness import (
+    Load,
+    Stack,
+    cpu_per_process,
+    hey,
+    kafka_round_trip_ms,
+    poisson,
+    rss_per_process,
+)
 
 TEXT = "what a lovely day for a walk in the park"
 
@@ -90,6 +101,9 @@ def run(stack: Stack, seconds: float) -> None:
     for clients in (8, 32, 64):
         load = hey(f"{url}/inference", seconds, clients, body)
         print(row(f"{clients} clients", load, floor))
+    print("POST /inference, Poisson arrivals (wrk, 2 connections per request/s)")
+    for rate in (100, 200):
+        print(row(f"{rate:,}/s offered", poisson(f"{url}/inference", rate, seconds, body)))
     print("POST /inference, open loop (offered rate)")
     for rate in (100, 200, 500, 1000, 2000):
         # 5 requests/s per client: enough clients that slow answers do not lower the rate.

@@ -188,6 +188,46 @@ def hey(
     )
 
 
+POISSON_SCRIPT = Path(__file__).with_name("poisson.lua")
+
+
+def poisson(url: str, rate: float, seconds: float, body: str, seed: int = 0) -> Load:
+    """POSTs of `body` arriving as a Poisson process at about `rate` a second, sent by `wrk`:
+    each of 2 x `rate` connections waits an exponential time (mean 2 s) before each request.
+    hey's open loop (`rate=`) paces each worker alone, and its workers fire together, in bursts
+    of all of them every 1/q s; here arrivals are independent, as from many users."""
+    connections = max(2, round(2 * rate))
+    env = os.environ | {
+        "BODY": body,
+        "DELAY_MS": f"{connections / rate * 1000:g}",
+        "SEED": str(seed),
+    }
+    argv = ["wrk", "-t2", f"-c{connections}", f"-d{seconds:g}s", "--latency", "-s"]
+    out = subprocess.run(
+        [*argv, str(POISSON_SCRIPT), url], env=env, capture_output=True, text=True, check=True
+    ).stdout
+
+    def latency_ms(percent: str) -> float:
+        found = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s)$", out, re.MULTILINE)
+        if not found:
+            return float("nan")
+        return float(found.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[found.group(2)]
+
+    def count(pattern: str) -> int:
+        found = re.search(pattern, out)
+        return int(found.group(1)) if found else 0
+
+    answered = count(r"(\d+) requests in")
+    failed = count(r"Non-2xx or 3xx responses: (\d+)") + count(r"timeout (\d+)")
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    return Load(
+        rps=float(rps.group(1)) if rps else float("nan"),
+        p50_ms=latency_ms("50"),
+        p99_ms=latency_ms("99"),
+        statuses={"200": answered - failed, "failed": failed},
+    )
+
+
 def kafka_round_trip_ms(brokers: str, fetch_wait_ms: int, n: int = 200) -> list[float]:
     """Bare Kafka: produce one message and consume it back, `n` times, on a topic of its own,
     with the consumers' fetch wait of the stack."""
