@@ -157,7 +157,7 @@ def build(settings: Settings) -> Dataflow:
 def flow() -> Dataflow:
     """The lake writer with the configured settings
     (`python -m bytewax.run flows.lakewriter:flow`). DuckDB imports pandas and pyarrow to
-    check whether a query parameter is a DataFrame or an Arrow table; the writer passes lists:
-    both kept out, 60 MB less (`driftline.imports`)."""
+    check whether a query parameter is a DataFrame or an Arrow table; the writer passes JSON
+    text (`lakehouse.writer`): both kept out, 60 MB less (`driftline.imports`)."""
     keep_out("pandas", "pyarrow")
     return build(configured())
