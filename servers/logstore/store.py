@@ -36,6 +36,10 @@ from urllib.parse import quote, unquote
 log = logging.getLogger(__name__)
 
 MAX_KEYS = 1000
+RETIRED_SECONDS = 60.0
+"""How long an expired batch stays readable after it left the listings (Kafka's
+`file.delete.delay.ms`): tansu lists a partition's batches, then reads them, and a batch that
+retention deleted in between failed the whole fetch (`UnknownServerError`)."""
 SUFFIX = ".s3o"
 TEMP_SUFFIX = ".tmp"
 BATCH = re.compile(r"(?P<partition>.*/partitions/[^/]+/records/)[^/]+\.batch")
@@ -161,6 +165,8 @@ class LogStore:
         self._commits: dict[str, set[str]] = {}
         self._committed: dict[str, tuple[int, int]] = {}
         """Committed offset objects read so far: key -> (its modified_ms, its offset)."""
+        self._retired: dict[tuple[str, str], tuple[float, Meta]] = {}
+        """Expired batches still readable: (bucket, key) -> (when they go, their metadata)."""
         self._clock_file = root / ".clock"
         root.mkdir(parents=True, exist_ok=True)
         for stale in root.glob(f"*{TEMP_SUFFIX}"):
@@ -231,6 +237,7 @@ class LogStore:
                 if error.errno == errno.ENAMETOOLONG:
                     raise KeyTooLong(key) from error
                 raise
+            self._retired.pop((bucket, key), None)
             if current is None:
                 bisect.insort(self._keys[bucket], key)
                 if match := BATCH.fullmatch(key):
@@ -250,10 +257,12 @@ class LogStore:
         os.replace(temp, path)
 
     def _object(self, bucket: str, key: str) -> Meta:
-        try:
-            return self._bucket(bucket)[key]
-        except KeyError:
-            raise NoSuchKey(key) from None
+        found = self._bucket(bucket).get(key)
+        if found is None and (retired := self._retired.get((bucket, key))) is not None:
+            found = retired[1]
+        if found is None:
+            raise NoSuchKey(key)
+        return found
 
     def head(self, bucket: str, key: str) -> Meta:
         with self._lock:
@@ -305,22 +314,37 @@ class LogStore:
             self._delete(bucket, keys)
 
     def _delete(self, bucket: str, keys: Iterable[str]) -> None:
+        for key in self._unlist(bucket, keys):
+            self._unlink(bucket, key)
+
+    def _unlist(self, bucket: str, keys: Iterable[str]) -> list[str]:
+        """Take `keys` out of the index; returns those that were in it."""
         objects = self._bucket(bucket)
         sorted_keys = self._keys[bucket]
-        folder = self.root / bucket
-        removed = False
+        removed = []
         for key in keys:
             if objects.pop(key, None) is None:
                 continue
             del sorted_keys[bisect.bisect_left(sorted_keys, key)]
             self._commits[bucket].discard(key)
             self._committed.pop(key, None)
-            path = folder / store_path(key)
-            path.unlink()
-            self._prune(path.parent, folder)
-            removed = True
+            removed.append(key)
         if removed:  # the newest LastModified may have gone with them: keep it for a restart
             self._write(self._clock_file, str(self._last_ms).encode())
+        return removed
+
+    def _unlink(self, bucket: str, key: str) -> None:
+        self._retired.pop((bucket, key), None)
+        folder = self.root / bucket
+        path = folder / store_path(key)
+        path.unlink(missing_ok=True)
+        self._prune(path.parent, folder)
+
+    def _purge_retired(self) -> None:
+        """Delete the files of retired batches whose grace has passed."""
+        now = self.clock()
+        for bucket, key in [k for k, (until, _) in self._retired.items() if until <= now]:
+            self._unlink(bucket, key)
 
     @staticmethod
     def _prune(folder: Path, top: Path) -> None:
@@ -349,9 +373,13 @@ class LogStore:
         newest `keep_read` batches: tansu lists every stored batch on each fetch, so a log no
         longer than its slowest reader needs keeps fetches short. Only a leading run of batches
         is deleted, so the log never gets holes; `watermark.json`, `meta.json`, offsets and
-        groups are never touched. At most `limit` objects go per call, so one call never blocks
-        the server for long. Returns how many were deleted.
+        groups are never touched. A deleted batch leaves the listings at once and its file
+        `RETIRED_SECONDS` later, so a reader that has just listed it can still read it. At most
+        `limit` objects go per call, so one call never blocks the server for long. Returns how
+        many were deleted.
         """
+        with self._lock:
+            self._purge_retired()
         deleted = 0
         horizon_ms = None
         if retention_seconds is not None:
@@ -376,7 +404,10 @@ class LogStore:
                     count = max(count, fully_read(batches, read_up_to, keep))
                 count = min(count, len(batches) - 1, limit - deleted)
                 if count > 0:
-                    self._delete(bucket, [key for key, _ in batches[:count]])
+                    until = self.clock() + RETIRED_SECONDS
+                    for key, meta in batches[:count]:
+                        self._retired[(bucket, key)] = (until, meta)
+                    self._unlist(bucket, [key for key, _ in batches[:count]])
                     deleted += count
         return deleted
 

@@ -16,6 +16,7 @@ import uvicorn
 from servers.logstore import client_env, recipe
 from servers.logstore.app import S3App
 from servers.logstore.store import (
+    RETIRED_SECONDS,
     LogStore,
     NoSuchBucket,
     NoSuchKey,
@@ -181,6 +182,24 @@ def test_retention_keeps_the_newest_batches(store: LogStore) -> None:
     left = [key for key, _ in store.list_objects("b").contents]
     assert left == sorted([*(batch(0, o) for o in range(6, 10)), batch(1, 0), *others])
     assert store.expire(None, 4) == 0
+
+
+def test_an_expired_batch_stays_readable_for_a_while_after_it_left_the_listing(
+    tmp_path: Path, store: LogStore, clock: Clock
+) -> None:
+    """tansu lists a partition's batches, then reads them: retention in between must not fail
+    the read (it failed the whole fetch, and kcat with it)."""
+    for offset in range(3):
+        store.put("b", batch(0, offset), b"x%d" % offset)
+    assert store.expire(None, 1) == 2
+    assert [key for key, _ in store.list_objects("b").contents] == [batch(0, 2)]
+    assert store.get("b", batch(0, 0))[1] == b"x0"  # listed before, read now
+    clock.now += RETIRED_SECONDS
+    store.expire(None, 1)
+    with pytest.raises(NoSuchKey):
+        store.get("b", batch(0, 0))
+    assert not (tmp_path / "b" / store_path(batch(0, 0))).exists()
+    assert store.get("b", batch(0, 2))[1] == b"x2"
 
 
 def test_retention_by_age_never_deletes_a_partitions_last_batch(
