@@ -73,10 +73,10 @@ class PageHinkley:
             "threshold": threshold,
             "alpha": alpha,
         }
-        self._detected = False
         self._restart()
 
     def _restart(self) -> None:
+        self._detected = False
         self.n = 0.0
         self.mean = 0.0
         self.increase = 0.0
@@ -88,7 +88,6 @@ class PageHinkley:
         p = self.params
         if self._detected:
             self._restart()
-            self._detected = False
         self.n += 1.0
         self.mean += (1.0 / self.n) * (error - self.mean)
         deviation = error - self.mean
