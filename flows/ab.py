@@ -24,7 +24,7 @@ from driftline.ab.report import ExperimentStats
 from driftline.clock import Clock, as_utc, wall_clock
 from driftline.settings import Settings
 from driftline.topics import AB, LABELED, RESULTS, InferenceResult, Labeled
-from flows.wiring import Outgoing, Parsed, configured, consume, publish_all
+from flows.wiring import Outgoing, Parsed, configured, consume, publish_all, settled
 
 
 class ReportLogic(StatefulLogic[Parsed, Outgoing, dict[str, Any]]):
@@ -94,4 +94,4 @@ def build(settings: Settings) -> Dataflow:
 
 def flow() -> Dataflow:
     """The A/B dataflow with the configured settings (`python -m bytewax.run flows.ab:flow`)."""
-    return build(configured())
+    return settled(build(configured()))

@@ -42,7 +42,7 @@ from driftline.topics import (
     InferenceResult,
     Labeled,
 )
-from flows.wiring import Outgoing, Parsed, configured, consume, publish_all, to_deadletter
+from flows.wiring import Outgoing, Parsed, configured, consume, publish_all, settled, to_deadletter
 
 log = logging.getLogger(__name__)
 
@@ -202,4 +202,4 @@ def build(settings: Settings) -> Dataflow:
 def flow() -> Dataflow:
     """The feedback join with the configured settings
     (`python -m bytewax.run flows.feedback:flow`)."""
-    return build(configured())
+    return settled(build(configured()))

@@ -39,7 +39,7 @@ from driftline.clock import utc_now
 from driftline.imports import keep_out
 from driftline.settings import Settings
 from driftline.topics import LABELED, REQUESTS, RESULTS, InferenceResult, Labeled, ModelRef
-from flows.wiring import Outgoing, Parsed, configured, consume, publish_all
+from flows.wiring import Outgoing, Parsed, configured, consume, publish_all, settled
 from models.experiments import ExperimentCache
 from models.serving import LoadedModel, ModelCache
 
@@ -156,4 +156,4 @@ def flow() -> Dataflow:
     (`python -m bytewax.run flows.inference:flow`). The models' libraries import pandas and
     pyarrow only to look for them: kept out before any is imported (`driftline.imports`)."""
     keep_out("pandas", "pyarrow")
-    return build(configured())
+    return settled(build(configured()))

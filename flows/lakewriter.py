@@ -44,7 +44,7 @@ from driftline.topics import (
     InferenceResult,
 )
 from flows.metrics import LAKE_DUPLICATES, LAKE_ROWS
-from flows.wiring import Parsed, configured, consume, publish, to_deadletter
+from flows.wiring import Parsed, configured, consume, publish, settled, to_deadletter
 from lakehouse import maintenance
 
 log = logging.getLogger(__name__)
@@ -160,4 +160,4 @@ def flow() -> Dataflow:
     check whether a query parameter is a DataFrame or an Arrow table; the writer passes JSON
     text (`lakehouse.writer`): both kept out, 60 MB less (`driftline.imports`)."""
     keep_out("pandas", "pyarrow")
-    return build(configured())
+    return settled(build(configured()))

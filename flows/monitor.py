@@ -34,7 +34,7 @@ from driftline.clock import Clock, as_utc, wall_clock
 from driftline.imports import keep_out
 from driftline.monitoring.reference import Reference
 from driftline.monitoring.retraining import RetrainPolicy
-from driftline.monitoring.rows import encode_row
+from driftline.monitoring.rows import encode_rows
 from driftline.monitoring.share import Tick, TrafficShare
 from driftline.monitoring.window import Event, ModelWindow, Output
 from driftline.settings import Settings
@@ -53,7 +53,7 @@ from driftline.topics import (
 )
 from flows import metrics as flow_metrics
 from flows.metrics import EMISSION
-from flows.wiring import Outgoing, Parsed, configured, consume, publish_all, to_deadletter
+from flows.wiring import Outgoing, Parsed, configured, consume, publish_all, settled, to_deadletter
 
 log = logging.getLogger(__name__)
 FLOW = "monitor"
@@ -102,7 +102,7 @@ class Enricher:
             try:
                 calibrator = self._references(model.name, model.version).calibrator
                 texts = [p.message.data for p in group]
-                rows = self._featurize(model.name, model.version, texts)
+                rows = encode_rows(self._featurize(model.name, model.version, texts))
                 p = np.array([g.message.prediction for g in group], dtype=np.float64)
                 calibrated = np.clip(calibrator.predict(p), 0.0, 1.0)
             except Exception as exc:  # no reference for this version, say: keep going
@@ -118,7 +118,7 @@ class Enricher:
                         float(p[i]),
                         float(calibrated[i]),
                         int(r.label if r.label is not None else p[i] >= r.threshold),
-                        encode_row(rows[i : i + 1]),
+                        rows[i],
                         origin=g,
                     )
                 )
@@ -317,4 +317,4 @@ def flow() -> Dataflow:
     either is imported, 60 MB less (`driftline.imports`).
     """
     keep_out("pandas", "pyarrow")
-    return build(configured())
+    return settled(build(configured()))

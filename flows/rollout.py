@@ -42,7 +42,7 @@ from driftline.topics import (
     ModelRef,
     RolloutCommand,
 )
-from flows.wiring import Outgoing, Parsed, configured, consume, publish_all
+from flows.wiring import Outgoing, Parsed, configured, consume, publish_all, settled
 from models.experiments import ExperimentStore
 from models.rollouts import RolloutLog, apply
 
@@ -137,4 +137,4 @@ def build(settings: Settings) -> Dataflow:
 def flow() -> Dataflow:
     """The rollout dataflow with the configured settings
     (`python -m bytewax.run flows.rollout:flow`)."""
-    return build(configured())
+    return settled(build(configured()))

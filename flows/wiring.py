@@ -24,7 +24,7 @@ from bytewax.dataflow import Dataflow, Stream
 from pydantic import ValidationError
 
 from broker.clients import consumer_config, producer_config
-from driftline import logs
+from driftline import heap, logs
 from driftline.settings import Settings, load
 from driftline.topics import DEADLETTER, DeadLetter, Message, Topic, decode, message_key
 from flows.kafka import KafkaInput, KafkaOutput, Raw
@@ -196,3 +196,10 @@ def configured() -> Settings:
     settings = load()
     logs.configure(settings.log_level)
     return settings
+
+
+def settled(flow: Dataflow) -> Dataflow:
+    """The built flow, once the process's start-up heap is out of the collector's way
+    (`driftline.heap`): the last thing every `flow()` factory does."""
+    heap.settle()
+    return flow

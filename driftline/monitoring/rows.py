@@ -11,9 +11,14 @@ word.
 array([[0.  , 0.5 , 0.  , 0.25]])
 >>> decode_rows([encode_row(np.array([1.0, 2.0]))], n_columns=2)
 array([[1., 2.]])
+>>> matrix = sparse.csr_array(np.array([[0.0, 0.5], [0.0, 0.0], [2.0, 1.0]]))
+>>> encode_rows(matrix) == [encode_row(matrix[[i]]) for i in range(3)]
+True
 """
 
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 from scipy import sparse
@@ -30,6 +35,22 @@ def encode_row(row: Features) -> bytes:
             b"S" + len(idx).to_bytes(4, "little") + idx.tobytes() + csr.data.astype("<f4").tobytes()
         )
     return b"D" + np.asarray(row, dtype="<f4").ravel().tobytes()
+
+
+def encode_rows(matrix: Features) -> list[bytes]:
+    """`encode_row` of each row of a matrix, from one pass over its arrays: slicing a scipy
+    sparse matrix row by row costs ~50 us a row, most of a monitor's time per result."""
+    if not sparse.issparse(matrix):
+        return [encode_row(row) for row in np.asarray(matrix)]
+    csr = sparse.csr_array(matrix)
+    indices, data, bounds = csr.indices.astype("<i4"), csr.data.astype("<f4"), csr.indptr
+    return [
+        b"S"
+        + (end - start).to_bytes(4, "little")
+        + indices[start:end].tobytes()
+        + data[start:end].tobytes()
+        for start, end in itertools.pairwise(bounds.tolist())
+    ]
 
 
 def decode_rows(rows: list[bytes], n_columns: int) -> Features:

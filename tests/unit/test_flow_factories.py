@@ -4,7 +4,7 @@ Bytewax runs a flow as `python -m bytewax.run flows.<name>:flow`, calling the `f
 pytest imports every module to collect doctests. Neither may create the lake, open a broker
 connection or write a file: that happens when the dataflow runs. Nor may it import pandas:
 a flow keeps it out (`driftline.imports.keep_out`) in its factory, so the import before it must
-not have loaded it already.
+not have loaded it already. And each factory ends by settling the heap (`driftline.heap`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 FLOWS = ("ab", "feedback", "inference", "lakewriter", "monitor", "rollout")
 
 PROBE = """
-import json, socket, sqlite3, sys
+import gc, json, socket, sqlite3, sys
 import duckdb
 
 calls = []
@@ -36,7 +36,9 @@ sqlite3.connect = refuse("sqlite3.connect")
 from bytewax.run import _locate_dataflow  # what `python -m bytewax.run flows.X:flow` calls
 
 built = type(_locate_dataflow(f"flows.{sys.argv[1]}", "flow")).__name__
-print(json.dumps({"calls": calls, "built": built, "pandas": "pandas" in sys.modules}))
+settled = gc.get_freeze_count() > 0  # the factory froze its start-up heap (driftline.heap)
+pandas = "pandas" in sys.modules
+print(json.dumps({"calls": calls, "built": built, "pandas": pandas, "settled": settled}))
 """
 
 
@@ -60,5 +62,5 @@ def test_importing_and_building_every_flow_opens_nothing_and_writes_nothing(
         out, err = probe.communicate(timeout=180)
         assert probe.returncode == 0, err
         outcome = json.loads(out.splitlines()[-1])
-        assert outcome == {"calls": [], "built": "Dataflow", "pandas": False}, name
+        assert outcome == {"calls": [], "built": "Dataflow", "pandas": False, "settled": True}, name
     assert list(tmp_path.iterdir()) == []  # no lake, no store, no log folder
