@@ -65,6 +65,13 @@ IDLE_SLEEPS = (0.001, 0.005, 0.02, 0.05)
 """After 1, 2, 3, 4+ empty polls in a row a partition sleeps this long before the next: short
 at first (a request right after another waits ~1 ms), longer once the flow is really idle."""
 
+REQUEST_PATH_SLEEPS = (0.001, 0.002)
+"""The same for a flow a caller waits for, until it is idle (`IDLE_SLEEPS` then). The broker
+hands out messages in bursts, one per fetch (every ~25 ms at a 50 ms fetch wait), so polls
+between two bursts find nothing, and the longer sleeps of `IDLE_SLEEPS` held a burst up to
+50 ms: with 64 clients the gateway-to-scored leg was p50 45 ms (28 ms with these) and the stack
+answered 712 requests/s (886), against a bare produce-to-consume hop of p50 17 ms."""
+
 LONGEST_SLEEP = 1.0
 """Seconds an idle partition sleeps at most, whatever the next probe: Bytewax advances a
 partition's epoch only when it polls it, and the dataflow's epoch (its recovery snapshots and,
@@ -197,6 +204,10 @@ class _SharedConsumer:
     def quiet_for(self) -> float:
         """Seconds its partitions may sleep: nothing comes before the next probe."""
         return self._pacing.until_probe()
+
+    def idle(self) -> bool:
+        """No message for a while (`Pacing`)."""
+        return self._pacing.idle()
 
     def _slacken(self) -> None:
         """Let the worker thread (this one) wake up late while idle, on time while busy:
@@ -336,8 +347,9 @@ class _Partition(StatefulSourcePartition[Raw, int]):
             self._taken.inc(len(batch))
             self._last_message.set_to_current_time()
         else:
+            naps = IDLE_SLEEPS if self._shared.idle() else self._owner.sleeps
             sleep = max(
-                IDLE_SLEEPS[min(self._empty_polls, len(IDLE_SLEEPS) - 1)],
+                naps[min(self._empty_polls, len(naps) - 1)],
                 min(self._shared.quiet_for(), LONGEST_SLEEP),
             )
             self._empty_polls += 1
@@ -379,12 +391,15 @@ class KafkaInput(FixedPartitionedSource[Raw, int]):
         idle_slack_ms: float = 0.0,
         flow: str = "",
         idle_fetch_wait_ms: int = 0,
+        sleeps: tuple[float, ...] = IDLE_SLEEPS,
     ) -> None:
         """`probe_every`: once idle, stop fetching and look for new messages this often
         (`Pacing`; 0: fetch all the time). `idle_slack_ms`: once idle, the worker may wake this
         late (`flows.timerslack`). `flow`: the flow's name in its metrics. `idle_fetch_wait_ms`:
         with `probe_every` 0, an idle source keeps fetching with this wait instead (fewer
-        fetches a second; the first message after a quiet spell may wait up to half of it)."""
+        fetches a second; the first message after a quiet spell may wait up to half of it).
+        `sleeps`: how long a partition sleeps after empty polls (`IDLE_SLEEPS`)."""
+        self.sleeps = sleeps
         self._probe_every, self._idle_slack_ms = probe_every, idle_slack_ms
         self._idle_fetch_wait_ms = idle_fetch_wait_ms
         self.flow = flow

@@ -27,7 +27,7 @@ from broker.clients import consumer_config, producer_config
 from driftline import heap, logs
 from driftline.settings import Settings, load
 from driftline.topics import DEADLETTER, DeadLetter, Message, Topic, decode, message_key
-from flows.kafka import KafkaInput, KafkaOutput, Raw
+from flows.kafka import IDLE_SLEEPS, REQUEST_PATH_SLEEPS, KafkaInput, KafkaOutput, Raw
 from flows.metrics import DEAD_LETTERS, reason_kind
 
 log = logging.getLogger(__name__)
@@ -67,13 +67,16 @@ def read(
     """Raw messages from `topics`; consumer errors are logged (they carry no message). Idle,
     the source looks for new messages every `DRIFTLINE_FLOW_IDLE_PROBE_SECONDS`
     (`flows.fetching.Pacing`) and its worker may wake `DRIFTLINE_FLOW_IDLE_TIMER_SLACK_MS` late
-    (`flows.timerslack`); the request path has settings of its own."""
+    (`flows.timerslack`); the request path has settings of its own, and polls a partition that
+    found nothing again within 2 ms (`flows.kafka.REQUEST_PATH_SLEEPS`)."""
     flows = settings.flows
+    sleeps: tuple[float, ...]
     if on_request_path:
         probe_every, slack = flows.request_idle_probe_seconds, flows.request_idle_timer_slack_ms
-        idle_wait = flows.request_idle_fetch_wait_ms
+        idle_wait, sleeps = flows.request_idle_fetch_wait_ms, REQUEST_PATH_SLEEPS
     else:
-        probe_every, slack, idle_wait = flows.idle_probe_seconds, flows.idle_timer_slack_ms, 0
+        probe_every, slack = flows.idle_probe_seconds, flows.idle_timer_slack_ms
+        idle_wait, sleeps = 0, IDLE_SLEEPS
     config = consumer_config(settings, group_id="driftline-" + flow.flow_id)
     source = KafkaInput(
         settings.kafka.brokers,
@@ -84,6 +87,7 @@ def read(
         slack,
         flow=flow.flow_id,
         idle_fetch_wait_ms=idle_wait,
+        sleeps=sleeps,
     )
     return op.input(step_id, flow, source)
 

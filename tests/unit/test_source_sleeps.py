@@ -1,0 +1,66 @@
+"""How long a Kafka source partition sleeps after polls that found nothing (`flows.kafka`)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from flows import kafka
+from flows.kafka import IDLE_SLEEPS, REQUEST_PATH_SLEEPS, KafkaInput, _Partition
+
+
+class EmptyShared:
+    """A shared consumer that never has a message; `idle` says whether it has been quiet."""
+
+    def __init__(self, idle: bool) -> None:
+        self._idle = idle
+
+    def add(self, topic: str, partition: int, offset: int) -> None:
+        pass
+
+    def take(self, topic: str, partition: int) -> list[Any]:
+        return []
+
+    def quiet_for(self) -> float:
+        return 0.0
+
+    def idle(self) -> bool:
+        return self._idle
+
+    def high_watermark(self, topic: str, partition: int) -> None:
+        return None
+
+
+NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
+
+
+def sleeps(source: KafkaInput, idle: bool, polls: int, monkeypatch: Any) -> list[float]:
+    monkeypatch.setattr(source, "shared", lambda key: EmptyShared(idle))
+    monkeypatch.setattr(kafka, "utc_now", lambda: NOW)
+    part = _Partition(source, ("in", 1), "t", 0)
+    part.start_at(None)
+    out = []
+    for _ in range(polls):
+        assert part.next_batch() == []
+        awake = part.next_awake()
+        assert awake is not None
+        out.append((awake - NOW).total_seconds())
+    return out
+
+
+@pytest.mark.parametrize(
+    ("schedule", "idle", "expected"),
+    [
+        (IDLE_SLEEPS, False, [0.001, 0.005, 0.02, 0.05, 0.05]),
+        (REQUEST_PATH_SLEEPS, False, [0.001, 0.002, 0.002, 0.002, 0.002]),
+        (REQUEST_PATH_SLEEPS, True, [0.001, 0.005, 0.02, 0.05, 0.05]),  # quiet: back to idle's
+    ],
+)
+def test_a_partition_backs_off_as_its_schedule_says(
+    schedule: tuple[float, ...], idle: bool, expected: list[float], monkeypatch: Any
+) -> None:
+    source = KafkaInput("127.0.0.1:1", ["t"], 10, {}, sleeps=schedule)
+    got = sleeps(source, idle, len(expected), monkeypatch)
+    assert got == pytest.approx(expected)
