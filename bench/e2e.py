@@ -6,7 +6,7 @@ Starts `driftline up` in a temporary folder on free ports (two TF-IDF models), t
 1. idle: CPU and RSS per process with no traffic;
 2. floors, measured in the same run: `GET /health` (the gateway's HTTP alone), closed loop, and a
    bare Kafka produce -> consume round trip on the same broker;
-3. `POST /inference` closed loop with 8, 32 and 64 clients, against the HTTP floor;
+3. `POST /inference` closed loop with 8, 32, 64 and 128 clients, against the HTTP floor;
 4. `POST /inference` at fixed offered rates (open loop): 100, 200, 500, 1,000, 2,000 /s from
    `hey`, and first 100 and 200 /s arriving as a Poisson process (`wrk`, `bench/poisson.lua`),
    before the rates the stack cannot keep up with leave it a backlog;
@@ -98,7 +98,7 @@ def run(stack: Stack, seconds: float) -> None:
     print(f"  bare Kafka round trip, one at a time  p50 {statistics.median(kafka):6.1f} ms")
 
     print("POST /inference, closed loop")
-    for clients in (8, 32, 64):
+    for clients in (8, 32, 64, 128):
         load = hey(f"{url}/inference", seconds, clients, body)
         print(row(f"{clients} clients", load, floor))
     print("POST /inference, Poisson arrivals (wrk, 2 connections per request/s)")
