@@ -67,6 +67,43 @@ def test_arm_statistics_match_a_brute_force_recomputation() -> None:
         assert got.posterior == pytest.approx(tuple(sampler.posteriors[arm]))
 
 
+def test_the_report_does_not_depend_on_which_topic_is_read_first() -> None:
+    """The flow reads results and labeled messages from two topics, so an inference's feedback
+    can come before its result (both in one fetch after a quiet spell): its traffic still
+    counts, once, and the scores count once."""
+    rng = random.Random(5)
+    messages: list[InferenceResult | Labeled] = []
+    for _ in range(200):
+        result = make_result(experiment="exp", arm=rng.choice("AB"), prediction=rng.random())
+        messages.append(result)
+        scores: list[float] = []
+        for _ in range(rng.choice([0, 1, 2])):
+            scores.append(rng.choice([0.0, 1.0]))
+            messages.append(labeled(result, list(scores)))
+    reports = []
+    for order in (messages, messages[::-1], rng.sample(messages, len(messages))):
+        stats = ExperimentStats("exp", horizon=1e9)
+        for i, message in enumerate(order + order[:50]):  # and some re-delivered
+            if isinstance(message, InferenceResult):
+                stats.on_result(message)
+            else:
+                stats.on_labeled(message)
+            if i == 120:  # a snapshot and a restart in between
+                stats = ExperimentStats.from_state(stats.to_state())
+        reports.append(sorted((a.arm, a.traffic, a.feedback_count) for a in stats.report().arms))
+    results = [m for m in messages if isinstance(m, InferenceResult)]
+    scores = {m.inference_id: len(m.feedback) for m in messages if isinstance(m, Labeled)}
+    expected = [
+        (
+            arm,
+            sum(r.arm == arm for r in results),
+            sum(scores.get(r.inference_id, 0) for r in results if r.arm == arm),
+        )
+        for arm in "AB"
+    ]
+    assert reports == [expected] * 3
+
+
 def test_sequential_test_sees_each_score_once_and_names_the_better_arm() -> None:
     rng = random.Random(5)
     stats, reference = ExperimentStats("exp", 1e9), MixtureSPRT("A", "B")
