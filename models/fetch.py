@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from driftline import logs, settings
+from driftline.clock import Clock
 from driftline.monitoring.reference import Reference
 from driftline.settings import Settings
 from driftline.stats.domain_classifier import Features
@@ -33,6 +34,11 @@ log = logging.getLogger(__name__)
 
 TIMEOUT_SECONDS = 600.0
 """A download from object storage, and the child's MLflow import, on a loaded machine."""
+
+RETRY_AFTER_SECONDS = 30.0
+"""A version that could not be fetched gets the same error, without a new child, for this
+long: each attempt is a child importing MLflow (seconds of CPU), and a monitor meets the
+version again in every micro-batch."""
 
 
 class FetchError(RuntimeError):
@@ -66,11 +72,28 @@ def fetch(settings: Settings, name: str, version: str, folder: Path) -> dict[str
 
 class FetchedVersions:
     """Model and reference of each version, fetched on first use; the `models.cache_size`
-    most recently used versions are kept."""
+    most recently used versions are kept, and a failure is kept `RETRY_AFTER_SECONDS`."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Clock = time.monotonic) -> None:
         self._settings = settings
-        self.get = functools.lru_cache(maxsize=settings.models.cache_size)(self._fetch)
+        self._clock = clock
+        self._cached = functools.lru_cache(maxsize=settings.models.cache_size)(self._fetch)
+        self._failed: dict[tuple[str, str], tuple[float, str]] = {}
+        """(name, version) -> (when to try again, why it failed)."""
+
+    def get(self, name: str, version: str) -> Version:
+        """The version's model and reference; `FetchError` if they cannot be had (now)."""
+        failed = self._failed.get((name, version))
+        if failed is not None and self._clock() < failed[0]:
+            raise FetchError(failed[1])
+        try:
+            found = self._cached(name, version)
+        except Exception as exc:
+            reason = str(exc) if isinstance(exc, FetchError) else f"{type(exc).__name__}: {exc}"
+            self._failed[(name, version)] = (self._clock() + RETRY_AFTER_SECONDS, reason)
+            raise FetchError(reason) from exc
+        self._failed.pop((name, version), None)
+        return found
 
     def _fetch(self, name: str, version: str) -> Version:
         with tempfile.TemporaryDirectory(prefix="driftline-fetch-") as tmp:
