@@ -5,7 +5,8 @@
 Both topics are keyed by `inference_id`, so a result and its feedback meet in one partition, and
 the join is a keyed stateful step. Per inference id it holds:
 
-- the result, for `DRIFTLINE_FEEDBACK_TTL_SECONDS` after it arrived (bounded memory);
+- the result's fields that `Labeled` carries (`Answered`, not the text), for
+  `DRIFTLINE_FEEDBACK_TTL_SECONDS` after it arrived (bounded memory);
 - feedback that arrives before its result, for the same time-to-live after the first one;
 - the ids of the feedback counted, so a re-delivered message (same `feedback_id`) counts once.
 
@@ -25,7 +26,8 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
+from uuid import UUID
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
@@ -41,6 +43,7 @@ from driftline.topics import (
     Feedback,
     InferenceResult,
     Labeled,
+    ModelRef,
 )
 from flows.wiring import Outgoing, Parsed, configured, consume, publish_all, settled, to_deadletter
 
@@ -66,7 +69,7 @@ class InferenceJoin:
 
     def __init__(self, ttl: float) -> None:
         self.ttl = ttl
-        self.result: InferenceResult | None = None
+        self.result: Answered | None = None
         self.feedback: list[Parsed[Feedback]] = []
         self.deadline: float | None = None
 
@@ -74,7 +77,7 @@ class InferenceJoin:
         """Keep the first copy of the result; feedback held for it is joined now."""
         if self.result is not None:
             return []
-        self.result = result
+        self.result = Answered.of(result)
         self.deadline = now + self.ttl
         return [self._labeled()] if self.feedback else []
 
@@ -100,10 +103,10 @@ class InferenceJoin:
         assert self.result is not None
         scores = [p.message.feedback for p in self.feedback]
         updated_at = max(p.message.created_at for p in self.feedback)
-        return Outgoing(LABELED, labeled_of(self.result, scores, updated_at))
+        return Outgoing(LABELED, self.result.labeled(scores, updated_at))
 
     def to_state(self) -> dict[str, Any]:
-        """Immutable pieces only (frozen messages), for Bytewax snapshots."""
+        """Immutable pieces only (tuples, frozen messages), for Bytewax snapshots."""
         return {"result": self.result, "feedback": tuple(self.feedback), "deadline": self.deadline}
 
     @classmethod
@@ -111,23 +114,61 @@ class InferenceJoin:
         join = cls(ttl)
         if state is not None:
             join.result, join.deadline = state["result"], state["deadline"]
+            if isinstance(join.result, InferenceResult):  # a snapshot from before `Answered`
+                join.result = Answered.of(join.result)
             join.feedback = list(state["feedback"])
         return join
 
 
+class Answered(NamedTuple):
+    """What the join keeps of a scored result for the time-to-live: what `Labeled` carries,
+    not the text, as builtins. Against the whole `InferenceResult`: 226 bytes pickled instead
+    of 695, 5.5 us instead of 12.9, and the flow grew 1.3 KB per held id instead of 3.2 (30 s
+    of the e2e batch load: +117 MiB for 92,500 results, against +266 MiB for 85,000)."""
+
+    inference_id: str
+    created_at: datetime
+    model: str
+    version: str
+    prediction: float
+    label: int
+    experiment: str | None
+    arm: str | None
+
+    @classmethod
+    def of(cls, result: InferenceResult) -> Answered:
+        assert result.model is not None and result.prediction is not None
+        label = result.label if result.label is not None else 0
+        return cls(
+            str(result.inference_id),
+            result.created_at,
+            result.model.name,
+            result.model.version,
+            result.prediction,
+            label,
+            result.experiment,
+            result.arm,
+        )
+
+    def labeled(self, scores: list[float], updated_at: datetime) -> Labeled:
+        """Joined with its feedback scores (oldest first)."""
+        return Labeled(
+            inference_id=UUID(self.inference_id),
+            created_at=self.created_at,
+            experiment=self.experiment,
+            arm=self.arm,
+            model=ModelRef(name=self.model, version=self.version),
+            prediction=self.prediction,
+            label=self.label,
+            feedback=scores,
+            feedback_mean=min(1.0, max(0.0, sum(scores) / len(scores))),
+            updated_at=updated_at,
+        )
+
+
 def labeled_of(result: InferenceResult, scores: list[float], updated_at: datetime) -> Labeled:
     """A scored result joined with its feedback scores (oldest first)."""
-    assert result.model is not None and result.prediction is not None
-    shared = result.model_dump(include={"inference_id", "created_at", "experiment", "arm"})
-    return Labeled(
-        **shared,
-        model=result.model,
-        prediction=result.prediction,
-        label=result.label if result.label is not None else 0,
-        feedback=scores,
-        feedback_mean=min(1.0, max(0.0, sum(scores) / len(scores))),
-        updated_at=updated_at,
-    )
+    return Answered.of(result).labeled(scores, updated_at)
 
 
 def _dead(parsed: Parsed[Feedback]) -> DeadLetter:

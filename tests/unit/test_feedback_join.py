@@ -10,7 +10,7 @@ from collections import defaultdict
 import pytest
 
 from driftline.topics import DEADLETTER, LABELED, Feedback, decode
-from flows.feedback import InferenceJoin, joinable
+from flows.feedback import Answered, InferenceJoin, joinable, labeled_of
 from flows.wiring import Outgoing, Parsed
 from tests.factories import make_feedback, make_result
 
@@ -127,6 +127,17 @@ def test_labeled_carries_the_result_fields() -> None:
     )
     assert (labeled.label, labeled.feedback, labeled.feedback_mean) == (1, [0.5], 0.5)
     assert labeled.updated_at == fb.created_at
+
+
+def test_a_snapshot_holding_the_whole_result_resumes() -> None:
+    """Snapshots from before `Answered` hold the `InferenceResult` itself."""
+    result = make_result(experiment="e", arm="B", prediction=0.8, label=1)
+    fb = make_feedback(result.inference_id, 1.0)
+    old = {"result": result, "feedback": (), "deadline": TTL}
+    resumed = InferenceJoin.from_state(TTL, old)
+    (out,) = resumed.on_feedback(Parsed(fb, "inference.feedback", 1, 5), 1.0)
+    assert out.message == labeled_of(result, [1.0], fb.created_at)
+    assert resumed.to_state()["result"] == Answered.of(result)
 
 
 def test_probes_unscored_and_shadow_results_are_not_joined() -> None:
