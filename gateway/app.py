@@ -38,7 +38,6 @@ from fastapi import FastAPI, Request, Response, status
 from fastapi.responses import ORJSONResponse
 from pydantic import ValidationError
 
-from driftline import heap
 from driftline.ab import Experiment
 from driftline.ab.rollout import weighted
 from driftline.clock import utc_now as now
@@ -151,7 +150,6 @@ def create_app(settings: Settings, bridge: KafkaBridge | None = None) -> FastAPI
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         bridge.start()
-        heap.settle()
         yield
         monitoring.close()
         await asyncio.to_thread(bridge.close)
