@@ -2,24 +2,28 @@
 
     python -m bytewax.run flows.ab:flow
 
-Keyed by experiment. Each experiment's `ExperimentStats` (traffic share, feedback, realized
-accuracy, Brier score and an always-valid mSPRT between arms; shadow arms paired with the
-answered inferences they shadow, `driftline.ab.shadow`) is updated per message, and a
-report is emitted when something changed, at most every `DRIFTLINE_AB_REPORT_SECONDS` of
-processing time per experiment; a timer emits the last change of a quiet period. The state is
-snapshotted by Bytewax recovery; a report replayed after a crash carries the same `emitted_at`
-(the newest event time it covers), so the lake writer stores it once.
+Two keyed steps. `ledger`, keyed by experiment and shard of the answered inference id
+(`driftline.ab.ledger`), remembers each id for the feedback time-to-live and turns each message
+into the changes it makes (re-deliveries make none; shadows pair with what they shadow).
+`report`, keyed by experiment, adds them up in `ExperimentStats` (traffic share, feedback,
+realized accuracy, Brier score and an always-valid mSPRT between arms, shadow arms against the
+arm that answered) and emits a report when something changed, at most every
+`DRIFTLINE_AB_REPORT_SECONDS` of processing time per experiment; a timer emits the last change
+of a quiet period. Bytewax recovery snapshots the shards that changed and the sums each epoch;
+a report replayed after a crash carries the same `emitted_at` (the newest event time it
+covers), so the lake writer stores it once.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 from bytewax.operators import StatefulLogic
 
+from driftline.ab.ledger import Change, IdLedger, answered_id, shard_of
 from driftline.ab.report import ExperimentStats
 from driftline.clock import Clock, as_utc, wall_clock
 from driftline.settings import Settings
@@ -27,14 +31,37 @@ from driftline.topics import AB, LABELED, RESULTS, InferenceResult, Labeled
 from flows.wiring import Outgoing, Parsed, configured, consume, publish_all, settled
 
 
-class ReportLogic(StatefulLogic[Parsed, Outgoing, dict[str, Any]]):
+class Changed(NamedTuple):
+    experiment: str
+    change: Change
+
+
+class LedgerLogic(StatefulLogic[Parsed, Changed, dict[str, Any]]):
+    """One shard of an experiment's inference ids."""
+
+    def __init__(self, settings: Settings, resume: dict[str, Any] | None) -> None:
+        horizon = settings.feedback.ttl_seconds
+        self.ledger = IdLedger(horizon) if resume is None else IdLedger.from_state(resume)
+
+    def on_item(self, value: Parsed) -> tuple[list[Changed], bool]:
+        message, experiment = value.message, str(experiment_of(value))
+        if isinstance(message, InferenceResult):
+            changes = self.ledger.on_result(message)
+        else:
+            changes = self.ledger.on_labeled(message)
+        return [Changed(experiment, change) for change in changes], StatefulLogic.RETAIN
+
+    def snapshot(self) -> dict[str, Any]:
+        return self.ledger.to_state()
+
+
+class ReportLogic(StatefulLogic[Changed, Outgoing, dict[str, Any]]):
     """One experiment's statistics, and when its next report may go out."""
 
     def __init__(
         self, settings: Settings, resume: dict[str, Any] | None, clock: Clock = wall_clock
     ) -> None:
-        self.every = settings.ab.report_seconds
-        self.horizon, self.alpha = settings.feedback.ttl_seconds, settings.ab.alpha
+        self.every, self.alpha = settings.ab.report_seconds, settings.ab.alpha
         self.clock = clock
         self.stats: ExperimentStats | None = None  # named after the first message's experiment
         self.last_emit = 0.0
@@ -42,14 +69,10 @@ class ReportLogic(StatefulLogic[Parsed, Outgoing, dict[str, Any]]):
             self.stats = ExperimentStats.from_state(resume["stats"])
             self.last_emit = resume["last_emit"]
 
-    def on_item(self, value: Parsed) -> tuple[list[Outgoing], bool]:
-        message = value.message
+    def on_item(self, value: Changed) -> tuple[list[Outgoing], bool]:
         if self.stats is None:
-            self.stats = ExperimentStats(str(experiment_of(value)), self.horizon, self.alpha)
-        if isinstance(message, InferenceResult):
-            self.stats.on_result(message)
-        else:
-            self.stats.on_labeled(message)
+            self.stats = ExperimentStats(value.experiment, self.alpha)
+        self.stats.apply(value.change)
         return self._due(), StatefulLogic.RETAIN
 
     def on_notify(self) -> tuple[list[Outgoing], bool]:
@@ -82,12 +105,20 @@ def experiment_of(parsed: Parsed) -> str | None:
     return message.experiment
 
 
+def ledger_key(parsed: Parsed) -> str:
+    """The experiment and the shard of the id the message is about (a shadow's: the answered)."""
+    return f"{experiment_of(parsed)}/{shard_of(answered_id(parsed.message))}"
+
+
 def build(settings: Settings) -> Dataflow:
     flow = Dataflow("ab")
     parsed, dead = consume(flow, settings, [RESULTS, LABELED])
     routed = op.filter("routed", parsed, lambda p: experiment_of(p) is not None)
-    keyed = op.key_on("key", routed, lambda p: str(experiment_of(p)))
-    reports = op.stateful("report", keyed, lambda resume: ReportLogic(settings, resume))
+    by_id = op.key_on("key", routed, ledger_key)
+    ledgers = op.stateful("ledger", by_id, lambda resume: LedgerLogic(settings, resume))
+    changes = op.map("unkey ledgers", ledgers, lambda kv: kv[1])
+    by_experiment = op.key_on("by experiment", changes, lambda c: c.experiment)
+    reports = op.stateful("report", by_experiment, lambda resume: ReportLogic(settings, resume))
     publish_all(op.map("unkey", reports, lambda kv: kv[1]), dead, settings)
     return flow
 

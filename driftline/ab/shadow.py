@@ -6,7 +6,7 @@ process and on every replay, so a re-scored shadow is stored and counted once. A
 `shadow_sample` < 1 scores the requests whose hash of (experiment, arm, inference id) falls
 below the sample, so replays pick the same ones.
 
-`ShadowComparison` pairs each shadow result with the answered inference it shadows. Feedback is
+`ShadowComparison` compares each shadow result with the answered inference it shadows. Feedback is
 given on the answered inference only; a feedback score f is how positive the user says the text
 really is (`driftline.stats.feedback`), so it rewards any predicted label y by `reward(y, f)` =
 1 - |y - f|, the shadow's label as much as the answered one. For a binary label that is f's
@@ -18,16 +18,16 @@ reward of the answered label when the two agree and 1 minus it when they do not.
   and `answered_mean_reward` of the answered label over those same scores, and the difference.
 
 Messages may come in any order (a shadow result before its answered one, feedback before
-either): each contribution is added once, when both sides of it are known. Shadow results are
-remembered by answered id for `horizon` seconds of event time, like `ExperimentStats.seen`.
+either): the answered id's ledger (`driftline.ab.ledger`) remembers both sides and passes each
+contribution on once, when both sides of it are known.
 
 Example
 -------
 >>> import uuid
 >>> answered = uuid.UUID(int=1)
->>> comparison = ShadowComparison(horizon=3600.0)
->>> comparison.on_shadow(str(answered), "S", None, label=0, at=0.0, answer=None)
->>> comparison.on_answer(str(answered), label=1, scores=[0.75], new_from=None)
+>>> comparison = ShadowComparison()
+>>> comparison.on_scored("S", None)
+>>> comparison.on_paired("S", shadow=0, answered=1, scores=[0.75], pair=True)
 >>> (s,) = comparison.stats()
 >>> s.paired, s.agreement, s.mean_reward, s.answered_mean_reward, s.reward_difference
 (1, 0.0, 0.25, 0.75, -0.5)
@@ -103,57 +103,24 @@ class _Totals:
 class ShadowComparison:
     """Per shadow arm: agreement with the answering arm, and reward on the same inferences.
 
-    The caller (`ExperimentStats`) knows each answered inference's label and feedback scores;
-    it passes them in as an `answer`, (label, scores so far), whenever they change.
+    Sums only: the ledger of each answered id (`driftline.ab.ledger.IdLedger`) pairs shadow
+    results with it and passes on what changed.
     """
 
-    def __init__(self, horizon: float) -> None:
-        self.horizon = horizon
+    def __init__(self) -> None:
         self.arms: dict[str, _Totals] = {}
-        self.pairs: dict[str, tuple[dict[str, int], float]] = {}
-        """answered inference id -> ({shadow arm: its label}, event time). Entries are replaced,
-        never changed, so a snapshot is a shallow copy."""
-        self.latest = float("-inf")
 
-    def on_shadow(
-        self,
-        answered: str,
-        arm: str,
-        model: ModelRef | None,
-        label: int,
-        at: float,
-        answer: tuple[int, Sequence[float]] | None,
-    ) -> None:
-        """A shadow result of `answered`; `answer` is its (label, scores) when known here."""
-        entry = self.pairs.get(answered)
-        if entry is None:
-            entry = self.pairs[answered] = ({}, at)
-            self._prune(at)
-        if arm in entry[0]:
-            return  # re-delivered
-        self.pairs[answered] = ({**entry[0], arm: label}, entry[1])
+    def on_scored(self, arm: str, model: ModelRef | None) -> None:
         totals = self.arms.setdefault(arm, _Totals())
         totals.scored += 1
         totals.model = model
-        if answer is not None:
-            self._add(totals, label, answer[0], answer[1], pair=True)
 
-    def on_answer(
-        self, answered: str, label: int, scores: Sequence[float], new_from: int | None
+    def on_paired(
+        self, arm: str, shadow: int, answered: int, scores: Sequence[float], pair: bool
     ) -> None:
-        """The answered inference's label and all its scores so far; `new_from`: how many of
-        `scores` an earlier call already passed (None: the answer was not known before)."""
-        entry = self.pairs.get(answered)
-        if entry is None:
-            return
-        new = scores if new_from is None else scores[new_from:]
-        for arm, shadow_label in entry[0].items():
-            self._add(self.arms[arm], shadow_label, label, new, pair=new_from is None)
-
-    @staticmethod
-    def _add(
-        totals: _Totals, shadow: int, answered: int, scores: Sequence[float], pair: bool
-    ) -> None:
+        """A shadow's label meets the answered label (`pair`: for the first time), with
+        feedback `scores` not compared before."""
+        totals = self.arms.setdefault(arm, _Totals())
         if pair:
             totals.paired += 1
             totals.agreed += shadow == answered
@@ -162,28 +129,16 @@ class ShadowComparison:
             totals.shadow_reward += reward(shadow, score)
             totals.answered_reward += reward(answered, score)
 
-    def _prune(self, at: float) -> None:
-        self.latest = max(self.latest, at)
-        if len(self.pairs) % 1024 == 0:  # amortised, as `ExperimentStats` prunes its ids
-            cutoff = self.latest - self.horizon
-            self.pairs = {k: v for k, v in self.pairs.items() if v[1] >= cutoff}
-
     def stats(self) -> list[ShadowStats]:
         return [totals.stats(arm) for arm, totals in self.arms.items()]
 
     def to_state(self) -> dict[str, Any]:
         """A copy as builtins (and frozen messages), for Bytewax snapshots."""
-        return {
-            "horizon": self.horizon,
-            "arms": {arm: dict(vars(totals)) for arm, totals in self.arms.items()},
-            "pairs": dict(self.pairs),
-            "latest": self.latest,
-        }
+        return {"arms": {arm: dict(vars(totals)) for arm, totals in self.arms.items()}}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Self:
-        comparison = cls(state["horizon"])
+        """From `to_state`, or a snapshot from before the ledgers (its pairs are dropped)."""
+        comparison = cls()
         comparison.arms = {arm: _Totals(**values) for arm, values in state["arms"].items()}
-        comparison.pairs = {k: (dict(v[0]), v[1]) for k, v in state["pairs"].items()}
-        comparison.latest = state["latest"]
         return comparison

@@ -13,11 +13,11 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from driftline.ab.report import ExperimentStats
 from driftline.ab.sequential import MixtureSPRT
 from driftline.ab.thompson import ThompsonSampler
 from driftline.topics import InferenceResult, Labeled
 from flows.feedback import labeled_of
+from tests.ab_path import ABPath
 from tests.factories import make_result
 
 
@@ -27,21 +27,21 @@ def labeled(result: InferenceResult, scores: list[float]) -> Labeled:
 
 def test_arm_statistics_match_a_brute_force_recomputation() -> None:
     rng = random.Random(3)
-    stats = ExperimentStats("exp", horizon=1e9)
+    stats = ABPath("exp", shards=16)
     results, feedback = [], defaultdict(list)
     for _ in range(300):
         result = make_result(experiment="exp", arm=rng.choice("AAB"), prediction=rng.random())
         results.append(result)
-        stats.on_result(result)
+        stats.feed(result)
         if rng.random() < 0.2:
-            stats.on_result(result)  # re-delivered
+            stats.feed(result)  # re-delivered
         for _ in range(rng.choice([0, 0, 1, 3])):
             feedback[result.inference_id].append(rng.choice([0.0, 0.3, 1.0]))
             message = labeled(result, list(feedback[result.inference_id]))
-            stats.on_labeled(message)
+            stats.feed(message)
             if rng.random() < 0.3:
-                stats.on_labeled(message)  # re-delivered
-    stats = ExperimentStats.from_state(stats.to_state())  # survives a snapshot
+                stats.feed(message)  # re-delivered
+    stats = stats.restarted()  # survives a snapshot
     report = {a.arm: a for a in stats.report().arms}
 
     for arm in "AB":
@@ -82,14 +82,11 @@ def test_the_report_does_not_depend_on_which_topic_is_read_first() -> None:
             messages.append(labeled(result, list(scores)))
     reports = []
     for order in (messages, messages[::-1], rng.sample(messages, len(messages))):
-        stats = ExperimentStats("exp", horizon=1e9)
+        stats = ABPath("exp", shards=8)
         for i, message in enumerate(order + order[:50]):  # and some re-delivered
-            if isinstance(message, InferenceResult):
-                stats.on_result(message)
-            else:
-                stats.on_labeled(message)
+            stats.feed(message)
             if i == 120:  # a snapshot and a restart in between
-                stats = ExperimentStats.from_state(stats.to_state())
+                stats = stats.restarted()
         reports.append(sorted((a.arm, a.traffic, a.feedback_count) for a in stats.report().arms))
     results = [m for m in messages if isinstance(m, InferenceResult)]
     scores = {m.inference_id: len(m.feedback) for m in messages if isinstance(m, Labeled)}
@@ -106,14 +103,14 @@ def test_the_report_does_not_depend_on_which_topic_is_read_first() -> None:
 
 def test_sequential_test_sees_each_score_once_and_names_the_better_arm() -> None:
     rng = random.Random(5)
-    stats, reference = ExperimentStats("exp", 1e9), MixtureSPRT("A", "B")
+    stats, reference = ABPath("exp"), MixtureSPRT("A", "B")
     for i in range(3000):
         arm = "AB"[i % 2]
         result = make_result(experiment="exp", arm=arm, prediction=0.9)  # label 1
-        stats.on_result(result)
+        stats.feed(result)
         score = float(rng.random() < (0.6 if arm == "A" else 0.75))
-        stats.on_labeled(labeled(result, [score]))
-        stats.on_labeled(labeled(result, [score]))  # re-delivered: not a second observation
+        stats.feed(labeled(result, [score]))
+        stats.feed(labeled(result, [score]))  # re-delivered: not a second observation
         if i > 0:  # the test starts when the second arm gets traffic
             reference.update(arm, score)
     test = stats.report().test
@@ -131,10 +128,10 @@ def test_aa_false_positive_rate_through_the_report_path() -> None:
     false_positives = 0
     for seed in range(RUNS):
         rng = random.Random(seed)
-        stats = ExperimentStats("aa", 1e9, alpha=0.05)
+        stats = ABPath("aa", alpha=0.05)
         for i in range(600):
             result = make_result(experiment="aa", arm="AB"[i % 2], prediction=0.9)
-            stats.on_result(result)
-            stats.on_labeled(labeled(result, [float(rng.random() < 0.7)]))
+            stats.feed(result)
+            stats.feed(labeled(result, [float(rng.random() < 0.7)]))
         false_positives += stats.report().test.decision.endswith("better")
     assert false_positives / RUNS <= 0.05, false_positives

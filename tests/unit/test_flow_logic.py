@@ -5,8 +5,9 @@ from __future__ import annotations
 from bytewax.operators import StatefulLogic
 
 from driftline import settings
+from driftline.ab.ledger import IdLedger
 from driftline.topics import AB, DEADLETTER, LABELED
-from flows.ab import ReportLogic
+from flows.ab import Changed, ReportLogic
 from flows.feedback import JoinLogic
 from flows.wiring import Parsed
 from tests.factories import make_feedback, make_result
@@ -51,8 +52,9 @@ def test_report_logic_emits_changes_at_most_every_interval() -> None:
     config = settings.load(ab_report_seconds=2.0)
     logic = ReportLogic(config, None, clock)
 
-    def item(arm: str) -> Parsed:
-        return Parsed(make_result(experiment="e", arm=arm), "inference.results", 0, 0)
+    def item(arm: str) -> Changed:
+        (traffic,) = IdLedger(horizon=60.0).on_result(make_result(experiment="e", arm=arm))
+        return Changed("e", traffic)
 
     first, _ = logic.on_item(item("A"))
     assert [o.topic for o in first] == [AB]

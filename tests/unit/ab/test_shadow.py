@@ -3,7 +3,6 @@ messages, checked against a plain recomputation, and never counted as the experi
 
 from __future__ import annotations
 
-import pickle
 import random
 import uuid
 from collections import defaultdict
@@ -11,10 +10,12 @@ from datetime import timedelta
 
 import pytest
 
+from driftline.ab.ledger import SHARDS, IdLedger
 from driftline.ab.report import ExperimentStats
 from driftline.ab.shadow import shadow_id
 from driftline.topics import InferenceResult, Labeled
 from flows.feedback import labeled_of
+from tests.ab_path import ABPath
 from tests.factories import make_result
 
 SHADOWS = ("S", "T")
@@ -72,21 +73,18 @@ def len_fb(labeled: Labeled) -> int:
     return len(labeled.feedback)
 
 
-def feed(stats: ExperimentStats, stream: list) -> ExperimentStats:
+def feed(stats: ABPath, stream: list) -> ABPath:
     for i, message in enumerate(stream):
-        if isinstance(message, Labeled):
-            stats.on_labeled(message)
-        else:
-            stats.on_result(message)
+        stats.feed(message)
         if i % 97 == 0:  # a snapshot and a restore now and then
-            stats = ExperimentStats.from_state(pickle.loads(pickle.dumps(stats.to_state())))
+            stats = stats.restarted()
     return stats
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_shadow_statistics_match_a_plain_recomputation(seed: int) -> None:
     answered, shadows, data = traffic(seed)
-    stats = feed(ExperimentStats("exp", horizon=1e9), data["stream"])
+    stats = feed(ABPath(shards=seed * 8 or SHARDS), data["stream"])
     feedback = data["feedback"]
     label_of = {r.inference_id: r.label for r in answered}
     report = stats.report()
@@ -121,9 +119,9 @@ def test_shadow_statistics_match_a_plain_recomputation(seed: int) -> None:
 
 def test_shadow_results_never_count_as_the_experiments_traffic_feedback_or_test() -> None:
     _, _, data = traffic(7)
-    with_shadows = feed(ExperimentStats("exp", horizon=1e9), data["stream"]).report()
+    with_shadows = feed(ABPath(), data["stream"]).report()
     without = [m for m in data["stream"] if not getattr(m, "shadow_of", None)]
-    plain = feed(ExperimentStats("exp", horizon=1e9), without).report()
+    plain = feed(ABPath(), without).report()
     assert with_shadows.arms == plain.arms
     assert with_shadows.test == plain.test
     assert {a.arm for a in with_shadows.arms} == {"A", "B"}
@@ -132,38 +130,38 @@ def test_shadow_results_never_count_as_the_experiments_traffic_feedback_or_test(
 
 def test_a_shadow_without_its_answered_inference_is_scored_but_not_paired() -> None:
     lost = make_result(experiment="exp", arm="A", prediction=0.9)
-    stats = ExperimentStats("exp", horizon=1e9).on_result(shadow_of(lost, "S", 0.1))
+    stats = ABPath().feed(shadow_of(lost, "S", 0.1))
     (s,) = stats.report().shadows
     assert (s.scored, s.paired, s.agreement, s.mean_reward) == (1, 0, None, None)
     assert stats.report().arms == []
 
 
-def test_pairs_are_forgotten_after_the_horizon() -> None:
-    stats = ExperimentStats("exp", horizon=60.0)
+def test_ids_and_their_shadows_are_forgotten_after_the_horizon() -> None:
+    ledger = IdLedger(horizon=60.0)
     first = make_result(experiment="exp", arm="A")
-    stats.on_result(shadow_of(first, "S", 0.9))
-    for i in range(2048):
-        later = first.created_at + timedelta(hours=1, seconds=i)
-        stats.on_result(shadow_of(make_result(experiment="exp", created_at=later), "S", 0.9))
-    assert str(first.inference_id) not in stats.shadow.pairs
-    assert len(stats.shadow.pairs) < 2048
+    ledger.on_result(first)
+    ledger.on_result(shadow_of(first, "S", 0.9))
+    for i in range(200):  # one a second, from past the horizon on
+        later = first.created_at + timedelta(seconds=61 + i)
+        ledger.on_result(make_result(experiment="exp", arm="A", created_at=later))
+    assert str(first.inference_id) not in ledger.seen
+    assert str(first.inference_id) not in ledger.shadows
+    assert len(ledger.seen) <= 60 + 60 / 16 + 1  # swept at least every 1/16 of the horizon
 
 
-def test_a_snapshot_from_before_shadow_arms_still_loads() -> None:
+def test_a_snapshot_from_before_the_ledgers_keeps_its_sums() -> None:
+    """The report step's state then held every id too (and, earlier still, no shadows): the
+    sums resume, the ids are dropped."""
     result = make_result(experiment="exp", arm="A")
-    stats = ExperimentStats("exp", horizon=1e9).on_result(result)
-    state = stats.to_state()
-    del state["shadow"]
-    state["seen"] = {k: v[:3] for k, v in state["seen"].items()}  # [arm, counted, time]
+    path = ABPath().feed(result).feed(labeled_of(result, [1.0], result.created_at))
+    state = path.stats.to_state()
+    state["params"] = ("exp", 3600.0, 0.05)
+    state["seen"] = {str(result.inference_id): ("A", 1, 5.0, 1, (1.0,), True)}
+    state["shadow"] = {"horizon": 3600.0, "arms": {}, "pairs": {}, "latest": 5.0}
     restored = ExperimentStats.from_state(state)
-    restored.on_labeled(labeled_of(result, [1.0], result.created_at))
-    restored.on_result(shadow_of(result, "S", 0.1))
-    assert (
-        restored.report().arms
-        == stats.on_labeled(labeled_of(result, [1.0], result.created_at)).report().arms
-    )
-    (s,) = restored.report().shadows
-    assert (s.scored, s.paired, s.feedback_count) == (1, 1, 1)
+    assert restored.report() == path.report()
+    del state["shadow"]
+    assert ExperimentStats.from_state(state).report().arms == path.report().arms
 
 
 def test_shadow_ids_are_stable_and_distinct() -> None:
