@@ -35,7 +35,7 @@ from typing import Any, Literal
 from uuid import UUID
 
 from fastapi import FastAPI, Request, Response, status
-from fastapi.responses import ORJSONResponse
+from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from driftline.ab import Experiment
@@ -81,9 +81,9 @@ LATER = "fetch it later with GET /inference/{inference_id}"
 READY_CACHE_SECONDS = 2.0
 
 
-def problem(code: int, detail: str, inference_id: UUID | None = None) -> ORJSONResponse:
+def problem(code: int, detail: str, inference_id: UUID | None = None) -> JSONResponse:
     body = Problem(detail=utf8(detail), inference_id=inference_id, request_id=REQUEST_ID.get())
-    return ORJSONResponse(body.model_dump(mode="json", exclude_none=True), status_code=code)
+    return JSONResponse(body.model_dump(mode="json", exclude_none=True), status_code=code)
 
 
 def documented(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -162,7 +162,6 @@ def create_app(settings: Settings, bridge: KafkaBridge | None = None) -> FastAPI
     app = FastAPI(
         title="driftline gateway",
         version="0.1.0",
-        default_response_class=ORJSONResponse,
         lifespan=lifespan,
     )
     app.add_middleware(metrics.MetricsMiddleware)
@@ -324,7 +323,7 @@ def create_app(settings: Settings, bridge: KafkaBridge | None = None) -> FastAPI
 
     # --- Rollouts (issue 13, part 2) ---
 
-    async def with_rollout(name: str, steering: bool = False) -> Experiment | ORJSONResponse:
+    async def with_rollout(name: str, steering: bool = False) -> Experiment | JSONResponse:
         """The stored experiment with a declared rollout, or the problem (404 / 409)."""
         try:
             return await asyncio.to_thread(declared, experiments, rollout_log, name, steering)
@@ -400,7 +399,7 @@ def create_app(settings: Settings, bridge: KafkaBridge | None = None) -> FastAPI
             ready_cache["body"] = await _check_ready(bridge)
             ready_cache["at"] = time.monotonic()
         body = ready_cache["body"]
-        return ORJSONResponse(body, status_code=200 if body["ready"] else 503)
+        return JSONResponse(body, status_code=200 if body["ready"] else 503)
 
     return app
 
