@@ -37,11 +37,18 @@ class Changed(NamedTuple):
 
 
 class LedgerLogic(StatefulLogic[Parsed, Changed, dict[str, Any]]):
-    """One shard of an experiment's inference ids."""
+    """One shard of an experiment's inference ids. A shard without a message for the feedback
+    time-to-live (processing time, as the feedback join counts it) is dropped: no labeled
+    message can come for its ids any more, and an ended experiment leaves no keys behind."""
 
-    def __init__(self, settings: Settings, resume: dict[str, Any] | None) -> None:
-        horizon = settings.feedback.ttl_seconds
-        self.ledger = IdLedger(horizon) if resume is None else IdLedger.from_state(resume)
+    def __init__(
+        self, settings: Settings, resume: dict[str, Any] | None, clock: Clock = wall_clock
+    ) -> None:
+        self.ttl, self.clock = settings.feedback.ttl_seconds, clock
+        if resume is None:
+            self.ledger, self.idle_after = IdLedger(self.ttl), clock() + self.ttl
+        else:
+            self.ledger, self.idle_after = IdLedger.from_state(resume["ledger"]), resume["idle"]
 
     def on_item(self, value: Parsed) -> tuple[list[Changed], bool]:
         message, experiment = value.message, str(experiment_of(value))
@@ -49,10 +56,17 @@ class LedgerLogic(StatefulLogic[Parsed, Changed, dict[str, Any]]):
             changes = self.ledger.on_result(message)
         else:
             changes = self.ledger.on_labeled(message)
+        self.idle_after = self.clock() + self.ttl
         return [Changed(experiment, change) for change in changes], StatefulLogic.RETAIN
 
+    def on_notify(self) -> tuple[list[Changed], bool]:
+        return [], StatefulLogic.DISCARD
+
+    def notify_at(self) -> datetime:
+        return as_utc(self.idle_after)
+
     def snapshot(self) -> dict[str, Any]:
-        return self.ledger.to_state()
+        return {"ledger": self.ledger.to_state(), "idle": self.idle_after}
 
 
 class ReportLogic(StatefulLogic[Changed, Outgoing, dict[str, Any]]):

@@ -7,7 +7,7 @@ from bytewax.operators import StatefulLogic
 from driftline import settings
 from driftline.ab.ledger import IdLedger
 from driftline.topics import AB, DEADLETTER, LABELED
-from flows.ab import Changed, ReportLogic
+from flows.ab import Changed, LedgerLogic, ReportLogic
 from flows.feedback import JoinLogic
 from flows.wiring import Parsed
 from tests.factories import make_feedback, make_result
@@ -45,6 +45,20 @@ def test_join_logic_times_out_early_feedback_and_survives_a_snapshot() -> None:
     clock.now += 10.0
     out, discard = lonely.on_notify()
     assert [o.topic for o in out] == [DEADLETTER] and discard is StatefulLogic.DISCARD
+
+
+def test_a_ledger_passes_changes_on_once_and_is_dropped_after_a_quiet_time_to_live() -> None:
+    clock = Clock()
+    config = settings.load(feedback_ttl_seconds=60.0)
+    logic = LedgerLogic(config, None, clock)
+    result = Parsed(make_result(experiment="e", arm="A"), "inference.results", 0, 0)
+    (changed,), _ = logic.on_item(result)
+    assert changed.experiment == "e" and changed.change.arm == "A"
+    clock.now += 30.0
+    logic = LedgerLogic(config, logic.snapshot(), clock)  # restarted
+    assert logic.on_item(result) == ([], StatefulLogic.RETAIN)  # re-delivered: nothing
+    assert logic.notify_at().timestamp() == 1090.0  # a time-to-live after the last message
+    assert logic.on_notify() == ([], StatefulLogic.DISCARD)
 
 
 def test_report_logic_emits_changes_at_most_every_interval() -> None:
