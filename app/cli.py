@@ -200,6 +200,7 @@ def cmd_gateway(s: Settings, args: argparse.Namespace) -> int:
         host=s.gateway.host,
         port=s.gateway.port,
         workers=s.gateway.workers,
+        access_log=s.gateway.access_log,
         log_config=None,
     )
     return 0

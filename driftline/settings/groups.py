@@ -135,6 +135,10 @@ class GatewaySettings(Group):
         100_000, "Results kept in memory for GET /inference/{id}.", env="RESULT_CACHE_SIZE", ge=1
     )
     workers: int = setting(0, "Gateway processes on the one port (0: the profile's).", ge=0)
+    access_log: bool = setting(
+        True,
+        "A log line per request (uvicorn's access log: ~5% of the gateway's CPU at full load).",
+    )
     api_keys: str = setting(
         "",
         "API keys, comma separated (each 16+ characters, no spaces): required, as "
