@@ -116,7 +116,7 @@ Change = Traffic | Scores | ShadowScored | ShadowPaired
 class _Seen(NamedTuple):
     arm: str
     at: float
-    label: int | None
+    label: int
     scores: tuple[float, ...]
     traffic: bool
     """Whether its result counted as traffic: its feedback can come first, from another topic."""
@@ -164,7 +164,7 @@ class IdLedger:
         self._advance(first_at)
         changes: list[Change] = [ShadowScored(result.arm, result.model, at)]
         entry = self.seen.get(answered)
-        if entry is not None and entry.label is not None:
+        if entry is not None:
             changes.append(ShadowPaired(result.arm, label, entry.label, entry.scores, True))
         return changes
 
