@@ -290,6 +290,8 @@ def wait_ready(settings: Settings, timeout: float = 120.0) -> dict[str, object]:
                 return last
         except httpx.HTTPError:
             pass
+        except ValueError:  # not the gateway's JSON: something else holds the port
+            last = {"ready": False, "reason": f"{url} answered {response.status_code}, not JSON"}
         time.sleep(0.5)
     raise TimeoutError(f"stack not ready after {timeout:.0f}s: {last}")
 

@@ -22,7 +22,8 @@ from typing import Any
 
 import httpx
 
-from servers.recipe import free_port
+from driftline.settings.groups import FlowSettings
+from servers.recipe import free_port, free_ports
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -36,12 +37,13 @@ class Stack:
     proc: subprocess.Popen[bytes] | None = None
 
     def __post_init__(self) -> None:
+        flow_ports = free_ports(FlowSettings.METRICS_PORTS)  # a block: singles stay clear of it
         defaults = {
             "DRIFTLINE_HOME": str(self.home),
             "DRIFTLINE_BROKERS": f"127.0.0.1:{free_port()}",
             "DRIFTLINE_GATEWAY_PORT": str(free_port()),
             "DRIFTLINE_LOGSTORE_PORT": str(free_port()),
-            "DRIFTLINE_FLOW_PORT_BASE": str(free_port()),
+            "DRIFTLINE_FLOW_PORT_BASE": str(flow_ports),
             "DRIFTLINE_MODEL_BOOTSTRAP_SAMPLE": "3000",
         }
         self.env = defaults | self.env

@@ -44,17 +44,34 @@ def free_port() -> int:
     >>> free_port() != free_port()
     True
     """
+    return free_ports(1)
+
+
+def free_ports(count: int) -> int:
+    """The first of `count` consecutive ports free now, none handed out before by this process:
+    a block for servers that take `base + i` (flow clusters, the flows' metrics endpoints), so
+    no single port handed out later falls inside it.
+
+    >>> base = free_ports(60)
+    >>> all(not base <= free_port() < base + 60 for _ in range(200))
+    True
+    """
     while True:
-        port = random.choice(LISTEN_PORTS)
-        if port in _handed_out:
+        first = random.choice(LISTEN_PORTS[: len(LISTEN_PORTS) - count + 1])
+        block = range(first, first + count)
+        if _handed_out.intersection(block) or not all(_bindable(port) for port in block):
             continue
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        _handed_out.add(port)
-        return port
+        _handed_out.update(block)
+        return first
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:

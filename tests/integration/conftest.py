@@ -25,7 +25,8 @@ from playwright.sync_api import Page, sync_playwright
 from app import supervisor
 from driftline import settings
 from driftline.settings import Settings
-from servers.recipe import free_port
+from driftline.settings.groups import FlowSettings
+from servers.recipe import free_port, free_ports
 
 T = TypeVar("T")
 pytestmark = pytest.mark.integration
@@ -51,21 +52,17 @@ def wait_until(probe: Callable[[], T | None], timeout: float = 30.0, every: floa
     raise AssertionError(f"condition not met within {PATIENCE * timeout:g}s (last: {last!r})")
 
 
-def free_port_block(size: int, avoid: int) -> int:
-    """A free port whose next `size` ports stay clear of `avoid`'s block of as many."""
-    while True:
-        first = free_port()
-        if first + size <= 65000 and (first + size <= avoid or avoid + size <= first):
-            return first
-
-
 API_KEY = "driftline-test-key-7f3a9c2e"
 """The stack's API key (`DRIFTLINE_API_KEYS`): changing an experiment needs it."""
 WITH_KEY = {"X-API-Key": API_KEY}
 
 
 def make_settings(home: Path, **overrides: Any) -> Settings:
-    flow_ports = free_port()
+    # Blocks first: a flow cluster takes `flow_port_base + i`, a flow process's /metrics
+    # `metrics_port_base + 10 x flow + process`; single ports handed out after stay clear of both
+    # (a gateway port inside the metrics block once made `/ready` answer Bytewax's empty 404).
+    flow_ports = free_ports(FlowSettings.METRICS_PORTS)  # as many as the cluster may take
+    metrics_ports = free_ports(FlowSettings.METRICS_PORTS)
     values: dict[str, Any] = {
         "home": home,
         "brokers": f"127.0.0.1:{free_port()}",
@@ -75,7 +72,7 @@ def make_settings(home: Path, **overrides: Any) -> Settings:
         "postgres_port": free_port(),
         "mlflow_port": free_port(),
         "flow_port_base": flow_ports,
-        "metrics_port_base": free_port_block(60, flow_ports),  # each flow process's /metrics
+        "metrics_port_base": metrics_ports,
         "lake_batch_seconds": 0.3,
         "lake_batch_size": 200,
         "lake_compact_seconds": 5.0,  # compaction runs beside readers and the kill -9 test
