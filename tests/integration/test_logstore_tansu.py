@@ -12,7 +12,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -24,7 +23,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from servers.logstore import BUCKET, client_env
+from servers.logstore import BUCKET, binary, client_env
 from servers.recipe import free_port
 
 pytestmark = [pytest.mark.integration]
@@ -62,7 +61,7 @@ class Processes:
 
     def start(self, name: str) -> None:
         if name == "store":
-            argv = [sys.executable, "-m", "servers.logstore", "--root", str(self.folder / "data")]
+            argv = [str(binary()), "--root", str(self.folder / "data")]
             argv += ["--port", str(self.store_port), "--bucket", BUCKET, *self.store_options]
             env = os.environ.copy()
         else:

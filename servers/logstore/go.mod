@@ -1,0 +1,3 @@
+module driftline/logstore
+
+go 1.19

@@ -1,0 +1,460 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"testing"
+	"time"
+)
+
+// clock is a clock the tests move by hand.
+type clock struct{ now time.Time }
+
+func (c *clock) Now() time.Time { return c.now }
+
+func newClock() *clock { return &clock{time.UnixMilli(1_700_000_000_000)} }
+
+func open(t *testing.T, root string, c *clock) *Store {
+	t.Helper()
+	s, err := OpenStore(root, []string{"b"}, false, c.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func must[T any](t *testing.T) func(T, error) T {
+	return func(value T, err error) T {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return value
+	}
+}
+
+func put(t *testing.T, s *Store, key, body string) Meta {
+	t.Helper()
+	return must[Meta](t)(s.Put("b", key, []byte(body), nil, nil))
+}
+
+func code(err error) string {
+	var failure *StoreError
+	if errors.As(err, &failure) {
+		return failure.Code
+	}
+	return fmt.Sprint(err)
+}
+
+func keys(t *testing.T, s *Store, prefix string) []string {
+	t.Helper()
+	page := must[Listing](t)(s.List("b", prefix, "", "", MaxKeys))
+	var found []string
+	for _, entry := range page.Contents {
+		found = append(found, entry.Key)
+	}
+	return found
+}
+
+func batch(partition, offset int) string {
+	return records(partition) + fmt.Sprintf("%020d.batch", offset)
+}
+
+func records(partition int) string {
+	return fmt.Sprintf("clusters/c/topics/t/partitions/%010d/records/", partition)
+}
+
+func ptr[T any](value T) *T { return &value }
+
+// plain is a Meta as Get returns it: without its rendering for listings.
+func plain(meta Meta) Meta {
+	meta.listed = ""
+	return meta
+}
+
+func TestStorePathsAsPythonWroteThem(t *testing.T) {
+	cases := map[string]string{
+		"clusters/c/records/00000000000000000001.batch": "clusters/c/records/00000000000000000001.batch.s3o",
+		"a.b/../c/":    "a%2Eb/%2E%2E/c/.s3o",
+		"a//€ %2F+":    "a/%/%E2%82%AC%20%252F%2B.s3o",
+		"x/y~z_-.json": "x/y~z_-.json.s3o",
+	}
+	for key, path := range cases {
+		if got := storePath(key); got != path {
+			t.Errorf("storePath(%q) = %q, want %q", key, got, path)
+		}
+		if back := keyOf(path); back != key {
+			t.Errorf("keyOf(%q) = %q, want %q", path, back, key)
+		}
+	}
+}
+
+// Conditional writes
+
+func TestCreateRefusesAnExistingKey(t *testing.T) {
+	s := open(t, t.TempDir(), newClock())
+	first := must[Meta](t)(s.Put("b", "k", []byte("one"), nil, ptr("*")))
+	if _, err := s.Put("b", "k", []byte("two"), nil, ptr("*")); code(err) != "PreconditionFailed" {
+		t.Fatalf("second create: %v", err)
+	}
+	meta, body, _ := s.Get("b", "k")
+	if meta != plain(first) || string(body) != "one" {
+		t.Fatalf("got %v %q", meta, body)
+	}
+}
+
+func TestUpdateNeedsTheCurrentETag(t *testing.T) {
+	s := open(t, t.TempDir(), newClock())
+	if _, err := s.Put("b", "k", []byte("one"), ptr(`"0"`), nil); code(err) != "PreconditionFailed" {
+		t.Fatalf("update of a missing key: %v", err)
+	}
+	first := put(t, s, "k", "one")
+	second := must[Meta](t)(s.Put("b", "k", []byte("two"), &first.ETag, nil))
+	if _, err := s.Put("b", "k", []byte("three"), &first.ETag, nil); code(err) != "PreconditionFailed" {
+		t.Fatalf("stale update: %v", err)
+	}
+	meta, body, _ := s.Get("b", "k")
+	if meta != plain(second) || string(body) != "two" || second.ETag != `"b8a9f715dbb64fd5c56e7783c6820a61"` {
+		t.Fatalf("got %v %q", meta, body) // the ETag is md5("two")
+	}
+}
+
+func TestPlainPutOverwrites(t *testing.T) {
+	s := open(t, t.TempDir(), newClock())
+	put(t, s, "k", "one")
+	meta := put(t, s, "k", "two")
+	page := must[Listing](t)(s.List("b", "", "", "", MaxKeys))
+	if !reflect.DeepEqual(page.Contents, []Entry{{"k", meta}}) {
+		t.Fatalf("listing %v", page.Contents)
+	}
+}
+
+func TestMissingKeysAndBuckets(t *testing.T) {
+	s := open(t, t.TempDir(), newClock())
+	if _, _, err := s.Get("b", "nothing"); code(err) != "NoSuchKey" {
+		t.Fatal(err)
+	}
+	if _, err := s.Put("elsewhere", "k", nil, nil, nil); code(err) != "NoSuchBucket" {
+		t.Fatal(err)
+	}
+}
+
+// Listing
+
+func TestListingIsSortedAndPaged(t *testing.T) {
+	s := open(t, t.TempDir(), newClock())
+	var want []string
+	for i := 0; i < 2500; i++ {
+		want = append(want, fmt.Sprintf("p/%05d", i))
+	}
+	for i := len(want) - 1; i >= 0; i-- {
+		put(t, s, want[i], "x")
+	}
+	put(t, s, "q", "outside the prefix")
+	var seen []string
+	start, pages := "", 0
+	for {
+		page := must[Listing](t)(s.List("b", "p/", "", start, MaxKeys))
+		for _, entry := range page.Contents {
+			seen = append(seen, entry.Key)
+		}
+		pages++
+		if page.NextStart == "" {
+			break
+		}
+		start = page.NextStart
+	}
+	if !reflect.DeepEqual(seen, want) || pages != 3 {
+		t.Fatalf("%d keys in %d pages", len(seen), pages)
+	}
+}
+
+func TestDelimiterFoldsCommonPrefixes(t *testing.T) {
+	s := open(t, t.TempDir(), newClock())
+	for _, key := range []string{"g/a.json", "g/a/offsets/1.json", "g/a/offsets/2.json", "g/b/x", "g/c.json"} {
+		put(t, s, key, "{}")
+	}
+	page := must[Listing](t)(s.List("b", "g/", "/", "", MaxKeys))
+	if len(page.Contents) != 2 || page.Contents[0].Key != "g/a.json" || page.Contents[1].Key != "g/c.json" {
+		t.Fatalf("contents %v", page.Contents)
+	}
+	if !reflect.DeepEqual(page.Prefixes, []string{"g/a/", "g/b/"}) {
+		t.Fatalf("prefixes %v", page.Prefixes)
+	}
+	// Paging by two: a common prefix counts as one entry and never comes back.
+	var entries []string
+	start := ""
+	for {
+		page := must[Listing](t)(s.List("b", "g/", "/", start, 2))
+		for _, entry := range page.Contents {
+			entries = append(entries, entry.Key)
+		}
+		entries = append(entries, page.Prefixes...)
+		if page.NextStart == "" {
+			break
+		}
+		start = page.NextStart
+	}
+	sort.Strings(entries)
+	if !reflect.DeepEqual(entries, []string{"g/a.json", "g/a/", "g/b/", "g/c.json"}) {
+		t.Fatalf("entries %v", entries)
+	}
+}
+
+// LastModified and restarts
+
+func TestLastModifiedIncreasesWithEveryWrite(t *testing.T) {
+	c := newClock()
+	s := open(t, t.TempDir(), c)
+	previous := int64(0)
+	for i := 0; i < 20; i++ { // the clock never moves
+		stamp := put(t, s, fmt.Sprintf("k%d", i%3), "x").ModifiedMs
+		if stamp <= previous {
+			t.Fatalf("write %d: %d after %d", i, stamp, previous)
+		}
+		previous = stamp
+	}
+	c.now = c.now.Add(-time.Hour) // even when the wall clock goes back
+	if stamp := put(t, s, "k", "x").ModifiedMs; stamp <= previous {
+		t.Fatalf("%d after %d", stamp, previous)
+	}
+}
+
+func TestARestartRestoresEveryObject(t *testing.T) {
+	root, c := t.TempDir(), newClock()
+	s := open(t, root, c)
+	names := []string{"a", "a/b", "a/b/c", "a/../x", "a//b", "a/", "dots.in/names.json", "€ %2F+"}
+	metas := map[string]Meta{}
+	for _, key := range names {
+		metas[key] = put(t, s, key, key)
+	}
+	cut := filepath.Join(root, "b", "a", ".cut-short.tmp")
+	if err := os.WriteFile(cut, []byte("a write a kill interrupted"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	again := open(t, root, c)
+	sorted := append([]string(nil), names...)
+	sort.Strings(sorted)
+	if got := keys(t, again, ""); !reflect.DeepEqual(got, sorted) {
+		t.Fatalf("keys %v", got)
+	}
+	for _, key := range names {
+		meta, body, err := again.Get("b", key)
+		if err != nil || meta != plain(metas[key]) || string(body) != key {
+			t.Fatalf("%q: %v %q %v", key, meta, body, err)
+		}
+	}
+	if _, err := os.Stat(cut); !os.IsNotExist(err) {
+		t.Fatal("the cut-short write is still there")
+	}
+}
+
+func TestLastModifiedKeepsIncreasingAfterARestart(t *testing.T) {
+	root, c := t.TempDir(), newClock()
+	s := open(t, root, c)
+	put(t, s, "old", "x")
+	newest := put(t, s, "new", "x").ModifiedMs
+	must[struct{}](t)(struct{}{}, s.DeleteMany("b", []string{"new"})) // the newest stamp is on no object
+	c.now = c.now.Add(-time.Minute)
+	if stamp := put(t, open(t, root, c), "next", "x").ModifiedMs; stamp != newest+1 {
+		t.Fatalf("%d, want %d", stamp, newest+1)
+	}
+}
+
+func TestDeleteManyRemovesFilesAndEmptyFolders(t *testing.T) {
+	root := t.TempDir()
+	s := open(t, root, newClock())
+	put(t, s, "x/y/z", "x")
+	put(t, s, "x/keep", "x")
+	must[struct{}](t)(struct{}{}, s.DeleteMany("b", []string{"x/y/z", "never/existed"}))
+	if got := keys(t, s, ""); !reflect.DeepEqual(got, []string{"x/keep"}) {
+		t.Fatalf("keys %v", got)
+	}
+	if _, err := os.Stat(filepath.Join(root, "b", "x", "y")); !os.IsNotExist(err) {
+		t.Fatal("the empty folder is still there")
+	}
+	if _, err := os.Stat(filepath.Join(root, "b", storePath("x/keep"))); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Retention
+
+func expire(t *testing.T, s *Store, keep Retention, limit int) int {
+	t.Helper()
+	return must[int](t)(s.Expire(keep, limit))
+}
+
+func TestRetentionKeepsTheNewestBatches(t *testing.T) {
+	s := open(t, t.TempDir(), newClock())
+	for offset := 0; offset < 10; offset++ {
+		put(t, s, batch(0, offset), "x")
+	}
+	put(t, s, batch(1, 0), "x")
+	others := []string{"clusters/c/meta.json", "clusters/c/topics/t/partitions/0000000000/watermark.json"}
+	for _, key := range others {
+		put(t, s, key, "{}")
+	}
+	if n := expire(t, s, Retention{MaxBatches: ptr(4)}, expireLimit); n != 6 {
+		t.Fatalf("deleted %d, want 6", n)
+	}
+	want := append([]string{batch(0, 6), batch(0, 7), batch(0, 8), batch(0, 9), batch(1, 0)}, others...)
+	sort.Strings(want)
+	if got := keys(t, s, ""); !reflect.DeepEqual(got, want) {
+		t.Fatalf("keys %v", got)
+	}
+	if n := expire(t, s, Retention{MaxBatches: ptr(4)}, expireLimit); n != 0 {
+		t.Fatalf("deleted %d more", n)
+	}
+}
+
+// tansu lists a partition's batches, then reads them: retention in between must not fail the
+// read (it failed the whole fetch, and kcat with it).
+func TestAnExpiredBatchStaysReadableForAWhileAfterItLeftTheListing(t *testing.T) {
+	root, c := t.TempDir(), newClock()
+	s := open(t, root, c)
+	for offset := 0; offset < 3; offset++ {
+		put(t, s, batch(0, offset), fmt.Sprintf("x%d", offset))
+	}
+	if n := expire(t, s, Retention{MaxBatches: ptr(1)}, expireLimit); n != 2 {
+		t.Fatalf("deleted %d", n)
+	}
+	if got := keys(t, s, ""); !reflect.DeepEqual(got, []string{batch(0, 2)}) {
+		t.Fatalf("keys %v", got)
+	}
+	if _, body, err := s.Get("b", batch(0, 0)); err != nil || string(body) != "x0" { // listed before, read now
+		t.Fatalf("%q %v", body, err)
+	}
+	c.now = c.now.Add(RetiredFor)
+	expire(t, s, Retention{MaxBatches: ptr(1)}, expireLimit)
+	if _, _, err := s.Get("b", batch(0, 0)); code(err) != "NoSuchKey" {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "b", storePath(batch(0, 0)))); !os.IsNotExist(err) {
+		t.Fatal("the retired file is still there")
+	}
+	if _, body, _ := s.Get("b", batch(0, 2)); string(body) != "x2" {
+		t.Fatalf("%q", body)
+	}
+}
+
+func TestRetentionByAgeNeverDeletesAPartitionsLastBatch(t *testing.T) {
+	c := newClock()
+	s := open(t, t.TempDir(), c)
+	for offset := 0; offset < 5; offset++ {
+		put(t, s, batch(0, offset), "x")
+		c.now = c.now.Add(10 * time.Second)
+	}
+	put(t, s, records(0)+"notes.txt", "not a batch")
+	keep := Retention{Age: ptr(25 * time.Second)}
+	if n := expire(t, s, keep, expireLimit); n != 3 { // written 50, 40 and 30 s ago
+		t.Fatalf("deleted %d", n)
+	}
+	c.now = c.now.Add(time.Hour)
+	if n := expire(t, s, keep, expireLimit); n != 1 {
+		t.Fatalf("deleted %d", n)
+	}
+	if got := keys(t, s, records(0)); !reflect.DeepEqual(got, []string{batch(0, 4), records(0) + "notes.txt"}) {
+		t.Fatalf("keys %v", got)
+	}
+}
+
+func TestRetentionDeletesAtMostLimitPerPass(t *testing.T) {
+	s := open(t, t.TempDir(), newClock())
+	for partition := 0; partition < 3; partition++ {
+		for offset := 0; offset < 5; offset++ {
+			put(t, s, batch(partition, offset), "x")
+		}
+	}
+	for _, want := range []int{5, 5, 2} {
+		if n := expire(t, s, Retention{MaxBatches: ptr(1)}, 5); n != want {
+			t.Fatalf("deleted %d, want %d", n, want)
+		}
+	}
+	if got := keys(t, s, ""); len(got) != 3 {
+		t.Fatalf("keys %v", got)
+	}
+}
+
+// commit writes what tansu writes for a consumer group's OffsetCommit.
+func commit(t *testing.T, s *Store, group string, partition, offset int) {
+	key := fmt.Sprintf("clusters/c/groups/consumers/%s/offsets/t/partitions/%010d.json", group, partition)
+	put(t, s, key, fmt.Sprintf(`{"offset":%d,"leader_epoch":-1,"timestamp":null,"metadata":""}`, offset))
+}
+
+func TestRetentionKeepsWhatAConsumerGroupHasNotRead(t *testing.T) {
+	s := open(t, t.TempDir(), newClock())
+	for offset := 0; offset < 20; offset += 2 { // ten batches of two records: 0-1, 2-3, ..., 18-19
+		put(t, s, batch(0, offset), "x")
+		put(t, s, batch(1, offset), "x")
+	}
+	keep := Retention{MaxBatches: ptr(100), KeepRead: ptr(2)}
+	if n := expire(t, s, keep, expireLimit); n != 0 { // no group reads them: kept
+		t.Fatalf("deleted %d", n)
+	}
+	commit(t, s, "slow", 0, 7) // next to read: 7, inside the batch at 6
+	commit(t, s, "fast", 0, 20)
+	if n := expire(t, s, keep, expireLimit); n != 3 { // 0, 2 and 4 (the batch at 6 stays)
+		t.Fatalf("deleted %d", n)
+	}
+	if first := keys(t, s, records(0))[0]; first != batch(0, 6) {
+		t.Fatalf("first %s", first)
+	}
+	commit(t, s, "slow", 0, 20)
+	if n := expire(t, s, keep, expireLimit); n != 5 { // the newest two stay
+		t.Fatalf("deleted %d", n)
+	}
+	if got := keys(t, s, records(1)); len(got) != 10 { // partition 1 unread
+		t.Fatalf("partition 1 keeps %d", len(got))
+	}
+}
+
+func TestAGroupQuietForLongerThanRetentionHoldsNothingBack(t *testing.T) {
+	c := newClock()
+	s := open(t, t.TempDir(), c)
+	commit(t, s, "gone", 0, 0)
+	commit(t, s, "live", 0, 0)
+	for offset := 0; offset < 5; offset++ {
+		put(t, s, batch(0, offset), "x")
+	}
+	c.now = c.now.Add(30 * time.Second)
+	commit(t, s, "live", 0, 5)
+	keep := func(age time.Duration) Retention {
+		return Retention{Age: &age, MaxBatches: ptr(100), KeepRead: ptr(1)}
+	}
+	if n := expire(t, s, keep(time.Hour), expireLimit); n != 0 { // "gone" has read nothing
+		t.Fatalf("deleted %d", n)
+	}
+	if n := expire(t, s, keep(20*time.Second), expireLimit); n != 4 { // 30 s old: age alone removes them
+		t.Fatalf("deleted %d", n)
+	}
+	for offset := 5; offset < 10; offset++ {
+		put(t, s, batch(0, offset), "x")
+	}
+	commit(t, s, "live", 0, 10)
+	c.now = c.now.Add(15 * time.Second)
+	if n := expire(t, s, keep(20*time.Second), expireLimit); n != 5 { // "gone" last committed 45 s ago
+		t.Fatalf("deleted %d", n)
+	}
+}
+
+func TestFullyReadAndBaseOffset(t *testing.T) {
+	var batches []Entry
+	for _, offset := range []int{0, 5, 9, 12} {
+		batches = append(batches, Entry{fmt.Sprintf("r/%020d.batch", offset), Meta{}})
+	}
+	got := []int{fullyRead(batches, 9, 0), fullyRead(batches, 10, 0), fullyRead(batches, 9, 3)}
+	if !reflect.DeepEqual(got, []int{2, 2, 1}) {
+		t.Fatalf("fullyRead %v", got)
+	}
+	if offset := baseOffset(batch(0, 42)); offset != 42 {
+		t.Fatalf("baseOffset %d", offset)
+	}
+	if ETagMatches(`"a"`, `"c"`) || !ETagMatches(`"a", W/"b"`, `"b"`) || !ETagMatches("*", `"c"`) {
+		t.Fatal("ETagMatches")
+	}
+}
