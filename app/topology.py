@@ -74,7 +74,7 @@ def flow_command(
     """`python -m bytewax.run flows.<name>:flow` with recovery on, and its environment."""
     env = {
         "BYTEWAX_RECOVERY_DIRECTORY": str(recovery_dir(settings, flow_name, log_epoch)),
-        "BYTEWAX_SNAPSHOT_INTERVAL": f"{settings.flows.snapshot_seconds:g}",
+        "BYTEWAX_SNAPSHOT_INTERVAL": str(settings.flows.snapshot_seconds),
         "BYTEWAX_RECOVERY_BACKUP_INTERVAL": "0",
     }
     return [sys.executable, "-m", "bytewax.run", f"flows.{flow_name}:flow"], env

@@ -230,11 +230,12 @@ class FlowSettings(Group):
     batch_size: int = setting(
         500, "Most messages per partition per poll (scoring micro-batch).", ge=1
     )
-    snapshot_seconds: float = setting(
-        1.0,
-        "Bytewax recovery snapshot interval: what a crash may replay.",
+    snapshot_seconds: int = setting(
+        1,
+        "Bytewax recovery snapshot interval, whole seconds (what `bytewax.run` accepts): what "
+        "a crash may replay.",
         env="SNAPSHOT_SECONDS",
-        gt=0,
+        ge=1,
     )
     idle_timer_slack_ms: float = setting(
         200.0,

@@ -59,6 +59,8 @@ def test_broker_list_splits_and_trims() -> None:
         ("DRIFTLINE_AB_ALPHA", "1.5", "less than 1"),
         ("DRIFTLINE_LAKE_ENCRYPTED", "maybe", "valid boolean"),
         ("DRIFTLINE_LOG_LEVEL", "loud", "'DEBUG', 'INFO', 'WARNING' or 'ERROR'"),
+        # bytewax.run takes whole seconds: 0.5 made every flow exit with a usage error
+        ("DRIFTLINE_SNAPSHOT_SECONDS", "0.5", "valid integer"),
     ],
 )
 def test_a_wrong_value_fails_at_load_naming_the_variable(
