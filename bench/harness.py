@@ -119,6 +119,11 @@ def children(pid: int) -> list[int]:
     return sorted(out)
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far; 0 once it is gone."""
+    return _cpu_ticks(pid) / TICKS
+
+
 def _cpu_ticks(pid: int) -> int:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -168,12 +173,19 @@ def hey(
     clients: int,
     body: str | None = None,
     rate: float | None = None,
+    method: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Load:
-    """`hey` for `seconds` with `clients` in parallel: a POST of `body`, or a GET; `rate` is
-    the total offered requests/s (open loop), else as fast as answers come (closed loop)."""
+    """`hey` for `seconds` with `clients` in parallel: a POST of `body` (JSON), or a GET, or
+    `method` with `headers`; `rate` is the total offered requests/s (open loop), else as fast
+    as answers come (closed loop)."""
     argv = ["hey", "-z", f"{seconds:g}s", "-c", str(clients)]
     if body is not None:
-        argv += ["-m", "POST", "-T", "application/json", "-d", body]
+        argv += ["-m", method or "POST", "-T", "application/json", "-d", body]
+    elif method is not None:
+        argv += ["-m", method]
+    for name, value in (headers or {}).items():
+        argv += ["-H", f"{name}: {value}"]
     if rate:
         argv += ["-q", f"{rate / clients:g}"]
     out = subprocess.run([*argv, url], capture_output=True, text=True, check=True).stdout
