@@ -7,6 +7,8 @@ machines with injected clocks, used by `flows.kafka.KafkaInput`.
 - `Pacing`: when a consumer is idle; an idle consumer off the request path stops fetching and
   only looks at its partitions' end offsets now and then, so an idle stack costs the broker
   little.
+- `Cadence`: how often a busy consumer off the request path takes what it fetched, so that it
+  fetches a few times a second instead of once per message or two.
 """
 
 from __future__ import annotations
@@ -136,3 +138,39 @@ class Pacing:
         if self.fetching():
             return 0.0
         return max(self._next_probe - self._clock(), 0.0)
+
+
+class Cadence:
+    """How often a consumer off the request path takes what it has fetched: at most every
+    `every` seconds while messages trickle in, at once while they come in full batches.
+
+    tansu answers a fetch as soon as anything is new, and each answer costs it a listing of the
+    partition's stored batches (as long as ~3 s of traffic under load): a consumer that takes
+    every message as it comes makes one fetch per message or two. Its librdkafka consumer is
+    set to fetch only while its queue is empty (`queued.min.messages` 1), so taking less often
+    means fewer, larger fetches; a backlog (a full batch taken) is read without waiting.
+
+    >>> now = [0.0]
+    >>> cadence = Cadence(every=0.2, clock=lambda: now[0])
+    >>> cadence.due()                       # the first take
+    True
+    >>> cadence.took(full=False); cadence.due()         # 3 messages came
+    False
+    >>> now[0] = 0.2; cadence.due()
+    True
+    >>> cadence.took(full=True); cadence.due()          # a backlog: take the next at once
+    True
+    >>> Cadence(every=0).due()
+    True
+    """
+
+    def __init__(self, every: float, clock: Any = time.monotonic) -> None:
+        self._every, self._clock = every, clock
+        self._next = float("-inf")
+
+    def due(self) -> bool:
+        return self._every <= 0 or self._clock() >= self._next
+
+    def took(self, full: bool) -> None:
+        """A take happened; `full`: it brought as many messages as one take may."""
+        self._next = float("-inf") if full else self._clock() + self._every

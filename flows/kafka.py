@@ -52,7 +52,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from driftline.clock import utc_now
-from flows.fetching import GAP_GRACE, Contiguous, Pacing
+from flows.fetching import GAP_GRACE, Cadence, Contiguous, Pacing
 from flows.metrics import CONSUMER_LAG, LAST_MESSAGE, MESSAGES_IN, MESSAGES_OUT
 from flows.timerslack import set_timer_slack
 
@@ -106,10 +106,13 @@ class _SharedConsumer:
         probe_every: float,
         idle_slack_ms: float,
         idle_fetch_wait_ms: int = 0,
+        take_every: float = 0.0,
     ) -> None:
         # A position below the log start (retention removed it) moves to the first message
         # there is, never to the end: nothing is skipped.
         config = config | {"on_commit": self._on_commit, "auto.offset.reset": "earliest"}
+        if take_every > 0:  # fetch only once what was fetched is taken (`Cadence`)
+            config |= {"queued.min.messages": 1}
         self._consumer = Consumer(config)
         # With an idle fetch wait, a second consumer reads while idle: fewer fetches a second.
         self._quiet = (
@@ -124,6 +127,7 @@ class _SharedConsumer:
         self._queues: dict[tuple[str, int], deque[Raw]] = {}
         self._offsets = Contiguous(GAP_GRACE)
         self._pacing = Pacing(probe_every=probe_every)
+        self._cadence = Cadence(take_every)
         self._idle_slack_ms = idle_slack_ms
         self._slack_idle = False
         self._snapshots: dict[tuple[str, int], deque[int]] = {}
@@ -195,7 +199,8 @@ class _SharedConsumer:
             # by now. Bytewax may poll a partition seconds apart (it holds a partition back while
             # the dataflow's epoch catches up); deciding first would unassign a consumer that
             # was assigned at the last poll before taking what it fetched since, at every poll.
-            self._fetch()
+            if self._cadence.due():
+                self._fetch()
             self._pace()
             self._slacken()
         taken = [queue.popleft() for _ in range(min(len(queue), self._batch_size))]
@@ -275,6 +280,7 @@ class _SharedConsumer:
         rewound: set[tuple[str, int]] = set()
         messages = self._polled.consume(self._batch_size, 0)
         self._pacing.received(len(messages))
+        self._cadence.took(full=len(messages) >= self._batch_size)
         for msg in messages:
             error = msg.error()
             if error is not None:
@@ -392,14 +398,18 @@ class KafkaInput(FixedPartitionedSource[Raw, int]):
         flow: str = "",
         idle_fetch_wait_ms: int = 0,
         sleeps: tuple[float, ...] = IDLE_SLEEPS,
+        take_every: float = 0.0,
     ) -> None:
         """`probe_every`: once idle, stop fetching and look for new messages this often
         (`Pacing`; 0: fetch all the time). `idle_slack_ms`: once idle, the worker may wake this
         late (`flows.timerslack`). `flow`: the flow's name in its metrics. `idle_fetch_wait_ms`:
         with `probe_every` 0, an idle source keeps fetching with this wait instead (fewer
         fetches a second; the first message after a quiet spell may wait up to half of it).
-        `sleeps`: how long a partition sleeps after empty polls (`IDLE_SLEEPS`)."""
+        `sleeps`: how long a partition sleeps after empty polls (`IDLE_SLEEPS`). `take_every`:
+        while messages trickle in, take them (and so fetch) at most this often (`Cadence`; 0:
+        whenever a partition asks)."""
         self.sleeps = sleeps
+        self._take_every = take_every
         self._probe_every, self._idle_slack_ms = probe_every, idle_slack_ms
         self._idle_fetch_wait_ms = idle_fetch_wait_ms
         self.flow = flow
@@ -430,6 +440,7 @@ class KafkaInput(FixedPartitionedSource[Raw, int]):
                     self._probe_every,
                     self._idle_slack_ms,
                     self._idle_fetch_wait_ms,
+                    self._take_every,
                 )
             return self._consumers[key]
 

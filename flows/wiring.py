@@ -67,16 +67,18 @@ def read(
     """Raw messages from `topics`; consumer errors are logged (they carry no message). Idle,
     the source looks for new messages every `DRIFTLINE_FLOW_IDLE_PROBE_SECONDS`
     (`flows.fetching.Pacing`) and its worker may wake `DRIFTLINE_FLOW_IDLE_TIMER_SLACK_MS` late
-    (`flows.timerslack`); the request path has settings of its own, and polls a partition that
-    found nothing again within 2 ms (`flows.kafka.REQUEST_PATH_SLEEPS`)."""
+    (`flows.timerslack`); busy, it takes messages every `DRIFTLINE_FLOW_TAKE_EVERY_SECONDS`
+    (`flows.fetching.Cadence`). The request path has settings of its own, takes messages as
+    they come, and polls a partition that found nothing again within 2 ms
+    (`flows.kafka.REQUEST_PATH_SLEEPS`)."""
     flows = settings.flows
     sleeps: tuple[float, ...]
     if on_request_path:
         probe_every, slack = flows.request_idle_probe_seconds, flows.request_idle_timer_slack_ms
-        idle_wait, sleeps = flows.request_idle_fetch_wait_ms, REQUEST_PATH_SLEEPS
+        idle_wait, sleeps, take_every = flows.request_idle_fetch_wait_ms, REQUEST_PATH_SLEEPS, 0.0
     else:
         probe_every, slack = flows.idle_probe_seconds, flows.idle_timer_slack_ms
-        idle_wait, sleeps = 0, IDLE_SLEEPS
+        idle_wait, sleeps, take_every = 0, IDLE_SLEEPS, flows.take_every_seconds
     config = consumer_config(settings, group_id="driftline-" + flow.flow_id)
     source = KafkaInput(
         settings.kafka.brokers,
@@ -88,6 +90,7 @@ def read(
         flow=flow.flow_id,
         idle_fetch_wait_ms=idle_wait,
         sleeps=sleeps,
+        take_every=take_every,
     )
     return op.input(step_id, flow, source)
 

@@ -255,6 +255,14 @@ class FlowSettings(Group):
         "request path.",
         ge=0,
     )
+    take_every_seconds: float = setting(
+        0.2,
+        "While messages trickle in, a flow off the request path takes them (and so its "
+        "consumer fetches) at most this often; a backlog is read at once. Every fetch that "
+        "finds something new costs tansu a listing of the partition (0: take as they come).",
+        ge=0,
+        le=5,
+    )
     request_idle_probe_seconds: float = setting(
         0.0,
         "The same for the inference flow (0: it fetches all the time; at 0.1 s the looks cost "
