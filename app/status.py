@@ -51,6 +51,11 @@ class ProcessStatus:
     requests: float | None = None
     in_flight: float | None = None
     pending: float | None = None
+    store_requests: float | None = None
+    """The log store's S3 requests, its objects, and the objects a listing returns on average
+    (what each fetch that finds something new costs the broker)."""
+    store_objects: float | None = None
+    listed_per_listing: float | None = None
 
 
 @dataclass
@@ -162,6 +167,16 @@ def fill_from_metrics(row: ProcessStatus, samples: Samples) -> None:
     in_flight = _sum(samples, "driftline_gateway_requests_in_flight")
     row.in_flight = None if in_flight is None else max(in_flight - 1, 0)  # not this scrape
     row.pending = _sum(samples, "driftline_gateway_pending_replies")
+    row.store_requests = _sum(samples, "driftline_logstore_requests_total")
+    row.store_objects = _sum(samples, "driftline_logstore_objects")
+    listings = sum(
+        v
+        for labels, v in samples.get("driftline_logstore_requests_total", [])
+        if labels.get("kind") == "list"
+    )
+    listed = _sum(samples, "driftline_logstore_listed_objects_total")
+    if listed is not None and listings:
+        row.listed_per_listing = listed / listings
 
 
 _GAUGES = {
@@ -331,6 +346,11 @@ def render(status: Status) -> str:
             activity = (
                 f"{_count(p.requests)} requests, {_count(p.in_flight)} in flight, "
                 f"{_count(p.pending)} awaiting results"
+            )
+        elif p.store_requests is not None:
+            activity = (
+                f"{_count(p.store_requests)} S3 requests, {_count(p.store_objects)} objects, "
+                f"{_count(p.listed_per_listing)} a listing"
             )
         elif p.scrape_error is not None:
             activity = f"metrics: {p.scrape_error[:60]}"

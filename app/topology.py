@@ -54,7 +54,7 @@ class Unit:
 
 
 def _spec(recipe: Recipe) -> Spec:
-    return Spec(recipe.name, recipe.argv, recipe.env, recipe.user, recipe.cwd)
+    return Spec(recipe.name, recipe.argv, recipe.env, recipe.user, recipe.cwd, recipe.metrics)
 
 
 def recovery_dir(settings: Settings, flow_name: str, log_epoch: str) -> Path:

@@ -22,6 +22,8 @@ class Recipe:
     user: str | None = None
     """Run as this system user (PostgreSQL refuses to run as root)."""
     cwd: Path | None = None
+    metrics: str | None = None
+    """URL of its Prometheus metrics, if it serves any."""
 
 
 def run_as(user: str | None) -> dict[str, Any]:

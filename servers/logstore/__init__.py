@@ -44,7 +44,8 @@ def recipe(
     argv += ["--host", "127.0.0.1", "--port", str(port), "--bucket", BUCKET]
     argv += ["--retention-seconds", str(retention_seconds), "--max-batches", str(max_batches)]
     argv += ["--keep-read", str(keep_read)]
-    return Recipe("logstore", argv, env={}, ready=lambda: port_open("127.0.0.1", port))
+    metrics = f"http://127.0.0.1:{port}/metrics"
+    return Recipe("logstore", argv, {}, lambda: port_open("127.0.0.1", port), metrics=metrics)
 
 
 def binary() -> Path:

@@ -90,7 +90,7 @@ func parse(args []string) (options, error) {
 
 // retain runs retention passes: twice a second while anything is written, every 30 s while
 // nothing is.
-func retain(store *Store, keep Retention) {
+func retain(store *Store, keep Retention, metrics *Metrics) {
 	seenWrite, passedAt := int64(-1), time.Time{}
 	for range time.Tick(retentionEvery) {
 		written := store.LastWriteMs()
@@ -103,6 +103,7 @@ func retain(store *Store, keep Retention) {
 			log.Printf("ERROR retention pass failed: %v", err)
 		}
 		if deleted > 0 {
+			metrics.retentionDelete.Add(int64(deleted))
 			log.Printf("INFO retention deleted %d batches", deleted)
 		}
 	}
@@ -123,12 +124,13 @@ func main() {
 	if err != nil {
 		log.Fatalf("ERROR %v", err)
 	}
+	metrics := newMetrics()
 	keep := o.retention
 	if keep.Age != nil || keep.MaxBatches != nil || keep.KeepRead != nil {
-		go retain(store, keep)
+		go retain(store, keep, metrics)
 	}
 	address := net.JoinHostPort(o.host, fmt.Sprint(o.port))
 	log.Printf("INFO serving %s on http://%s", o.root, address)
-	server := &http.Server{Addr: address, Handler: S3{store}, ReadHeaderTimeout: 30 * time.Second}
+	server := &http.Server{Addr: address, Handler: S3{store, metrics}, ReadHeaderTimeout: 30 * time.Second}
 	log.Fatal(server.ListenAndServe())
 }

@@ -33,10 +33,38 @@ func badRequest(code, description string, status int) *StoreError {
 	return &StoreError{code, status, description}
 }
 
-// S3 serves a Store.
-type S3 struct{ store *Store }
+// S3 serves a Store, and its metrics at `GET /metrics`.
+type S3 struct {
+	store   *Store
+	metrics *Metrics
+}
+
+// statusWriter remembers the status of a reply, to count a 304 apart.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(status int) {
+	w.status = status
+	w.ResponseWriter.WriteHeader(status)
+}
 
 func (s S3) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/metrics" && r.Method == http.MethodGet {
+		s.metrics.write(w, s.store)
+		return
+	}
+	started, kind := time.Now(), kindOf(r)
+	reply := &statusWriter{w, 200}
+	s.answer(reply, r)
+	if kind == kindGet && reply.status == http.StatusNotModified {
+		kind = kindUnchanged
+	}
+	s.metrics.served(kind, started)
+}
+
+func (s S3) answer(w http.ResponseWriter, r *http.Request) {
 	resource := r.URL.Path
 	err := s.serve(w, r)
 	if err == nil {
@@ -194,6 +222,7 @@ func (s S3) list(bucket string, query url.Values) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.metrics.listed.Add(int64(len(page.Contents)))
 	encoding, _ := last(query, "encoding-type")
 	text := escape
 	if encoding == "url" {

@@ -265,6 +265,17 @@ func (s *Store) LastWriteMs() int64 {
 	return s.lastMs
 }
 
+// Counts is how many objects each bucket lists now.
+func (s *Store) Counts() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	counts := make(map[string]int, len(s.buckets))
+	for name, b := range s.buckets {
+		counts[name] = len(b.meta)
+	}
+	return counts
+}
+
 // ETagMatches tells whether an `If-Match`/`If-None-Match` value (`*` or a list of ETags)
 // names etag.
 func ETagMatches(condition, etag string) bool {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"sort"
+	"sync"
 	"testing"
 	"time"
 )
@@ -456,5 +457,60 @@ func TestFullyReadAndBaseOffset(t *testing.T) {
 	}
 	if ETagMatches(`"a"`, `"c"`) || !ETagMatches(`"a", W/"b"`, `"b"`) || !ETagMatches("*", `"c"`) {
 		t.Fatal("ETagMatches")
+	}
+}
+
+// Writers, readers and retention at once (run with `go test -race` to check the locking):
+// every write lands, every listed batch can be read (retired ones included), and retention
+// leaves each partition its newest batches.
+func TestConcurrentWritesReadsAndRetention(t *testing.T) {
+	s := open(t, t.TempDir(), newClock())
+	var wait sync.WaitGroup
+	failures := make(chan error, 64)
+	for writer := 0; writer < 4; writer++ {
+		wait.Add(1)
+		go func(partition int) {
+			defer wait.Done()
+			for offset := 0; offset < 200; offset++ {
+				if _, err := s.Put("b", batch(partition, offset), []byte("x"), nil, ptr("*")); err != nil {
+					failures <- err
+					return
+				}
+				page, err := s.List("b", records(partition), "", "", MaxKeys)
+				if err != nil {
+					failures <- err
+					return
+				}
+				for _, entry := range page.Contents {
+					if _, _, err := s.Get("b", entry.Key); err != nil {
+						failures <- fmt.Errorf("listed, then: %w", err)
+						return
+					}
+				}
+			}
+		}(writer)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 200; i++ {
+			if _, err := s.Expire(Retention{MaxBatches: ptr(10)}, expireLimit); err != nil {
+				failures <- err
+				return
+			}
+		}
+	}()
+	wait.Wait()
+	<-done
+	close(failures)
+	for err := range failures {
+		t.Error(err)
+	}
+	expire(t, s, Retention{MaxBatches: ptr(10)}, expireLimit)
+	for partition := 0; partition < 4; partition++ {
+		got := keys(t, s, records(partition))
+		if len(got) != 10 || got[9] != batch(partition, 199) {
+			t.Errorf("partition %d keeps %d batches, the newest %q", partition, len(got), got[len(got)-1])
+		}
 	}
 }

@@ -329,6 +329,12 @@ STATE: dict[str, Any] = {
     "profile": "embedded",
     "log_epoch": "ab12",
     "units": {
+        "logstore": {
+            "server": True,
+            "restarts": 0,
+            "processes": {"logstore": 99},
+            "metrics": {"logstore": "http://127.0.0.1:9310/metrics"},
+        },
         "broker": {"server": True, "restarts": 0, "processes": {"broker": 100}, "metrics": {}},
         "inference": {
             "server": False,
@@ -407,7 +413,21 @@ def gateway_text() -> str:
     return generate_latest(registry).decode()
 
 
+LOGSTORE_TEXT = """\
+# TYPE driftline_logstore_requests_total counter
+driftline_logstore_requests_total{kind="get"} 90
+driftline_logstore_requests_total{kind="list"} 10
+# TYPE driftline_logstore_listed_objects_total counter
+driftline_logstore_listed_objects_total 250
+# TYPE driftline_logstore_objects gauge
+driftline_logstore_objects{bucket="tansu"} 37
+"""
+"""What the log store (Go, `servers/logstore/metrics.go`) serves, cut short."""
+
+
 def fake_scrape(url: str) -> str:
+    if ":9310/" in url:
+        return LOGSTORE_TEXT
     if ":9400/" in url:
         return flow_text("inference", [3, 4], 1, NOW - 5)
     if ":9440/" in url:
@@ -438,7 +458,7 @@ def test_status_renders_units_lag_and_models_from_metrics(tmp_path: Path) -> Non
     text = status.render(result)
     lines = text.splitlines()
     assert "embedded profile, supervisor pid 4242" in lines[0]
-    assert "4 of 5 alive" in lines[1]
+    assert "5 of 6 alive" in lines[1]
     row = {
         line.split()[1]: line.split()
         for line in lines
@@ -447,9 +467,8 @@ def test_status_renders_units_lag_and_models_from_metrics(tmp_path: Path) -> Non
     assert row["inference"][2:7] == ["101", "up", "7", "1", "5s"]
     assert row["monitor"][6:8] == ["3m", "ago"]
     assert row["ab"][3] == "DOWN"
-    assert (
-        "42 requests, 0 in flight, 0 awaiting results"
-    )  # the scrape itself is not counted in text
+    assert "42 requests, 0 in flight, 0 awaiting results" in text  # the scrape is not counted
+    assert "100 S3 requests, 37 objects, 25 a listing" in text
     assert "sentiment_logreg_tfidf/1" in text and "0.158" in text and "ks_d x1" in text
     assert "the monitor's metrics" in text
 
