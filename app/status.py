@@ -162,7 +162,8 @@ def fill_from_metrics(row: ProcessStatus, samples: Samples) -> None:
     if row.dead_letters is None and row.lag is not None:  # a flow that refused nothing yet
         row.dead_letters = 0.0
     row.messages_in = _sum(samples, "driftline_flow_messages_in_total")
-    row.last_message = _max(samples, "driftline_flow_last_message_timestamp_seconds")
+    last = _max(samples, "driftline_flow_last_message_timestamp_seconds")
+    row.last_message = last if last else None  # 0: the gauge exists, no message came yet
     row.requests = _sum(samples, "driftline_gateway_requests_total")
     in_flight = _sum(samples, "driftline_gateway_requests_in_flight")
     row.in_flight = None if in_flight is None else max(in_flight - 1, 0)  # not this scrape
@@ -350,7 +351,7 @@ def render(status: Status) -> str:
         elif p.store_requests is not None:
             activity = (
                 f"{_count(p.store_requests)} S3 requests, {_count(p.store_objects)} objects, "
-                f"{_count(p.listed_per_listing)} a listing"
+                f"listings of {_count(p.listed_per_listing)}"
             )
         elif p.scrape_error is not None:
             activity = f"metrics: {p.scrape_error[:60]}"

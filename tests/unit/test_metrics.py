@@ -354,6 +354,12 @@ STATE: dict[str, Any] = {
             "processes": {},
             "metrics": {"ab": "http://127.0.0.1:9430/metrics"},
         },
+        "rollout": {  # no message yet: its last-message gauge is 0
+            "server": False,
+            "restarts": 0,
+            "processes": {"rollout": 104},
+            "metrics": {"rollout": "http://127.0.0.1:9450/metrics"},
+        },
         "gateway": {
             "server": False,
             "restarts": 0,
@@ -432,6 +438,8 @@ def fake_scrape(url: str) -> str:
         return flow_text("inference", [3, 4], 1, NOW - 5)
     if ":9440/" in url:
         return flow_text("monitor", [0], 2, NOW - 200)
+    if ":9450/" in url:
+        return flow_text("rollout", [0], 0, 0)
     if ":8000/" in url:
         return gateway_text()
     raise httpx.ConnectError("refused")
@@ -458,17 +466,19 @@ def test_status_renders_units_lag_and_models_from_metrics(tmp_path: Path) -> Non
     text = status.render(result)
     lines = text.splitlines()
     assert "embedded profile, supervisor pid 4242" in lines[0]
-    assert "5 of 6 alive" in lines[1]
+    assert "6 of 7 alive" in lines[1]
     row = {
         line.split()[1]: line.split()
         for line in lines
-        if line.split()[:1] in (["inference"], ["monitor"], ["ab"], ["gateway"], ["broker"])
+        if line.split()[:1]
+        in (["inference"], ["monitor"], ["ab"], ["gateway"], ["broker"], ["rollout"])
     }
     assert row["inference"][2:7] == ["101", "up", "7", "1", "5s"]
     assert row["monitor"][6:8] == ["3m", "ago"]
     assert row["ab"][3] == "DOWN"
+    assert row["rollout"][6] == "-"  # not 1970
     assert "42 requests, 0 in flight, 0 awaiting results" in text  # the scrape is not counted
-    assert "100 S3 requests, 37 objects, 25 a listing" in text
+    assert "100 S3 requests, 37 objects, listings of 25" in text
     assert "sentiment_logreg_tfidf/1" in text and "0.158" in text and "ks_d x1" in text
     assert "the monitor's metrics" in text
 
