@@ -9,7 +9,8 @@ Starts `driftline up` in a temporary folder on free ports (two TF-IDF models), t
 3. `POST /inference` closed loop with 8, 32, 64 and 128 clients, against the HTTP floor;
 4. `POST /inference` at fixed offered rates (open loop): 100, 200, 500, 1,000, 2,000 /s from
    `hey`, and first 100 and 200 /s arriving as a Poisson process (`wrk`, `bench/poisson.lua`),
-   before the rates the stack cannot keep up with leave it a backlog;
+   before the rates the stack cannot keep up with leave it a backlog; with the Poisson rows,
+   what the broker asked of its log store meanwhile (requests, listings and their length);
 5. `POST /inferences` (100 texts a call), closed loop: texts/s, and how long the lake writer
    takes after the last answer to hold every text;
 6. CPU and RSS per process under the closed loop.
@@ -59,6 +60,23 @@ def per_process(title: str, values: dict[str, float], unit: str, scale: float = 
     print("  " + ", ".join(f"{k} {v:,.1f}" for k, v in shown.items()))
 
 
+def broker_cost(before: dict[str, float], after: dict[str, float], seconds: float) -> str:
+    """What the broker asked of its log store meanwhile: tansu lists a partition on every fetch
+    that finds something new, so the listings' length is its main cost per fetch.
+
+    >>> broker_cost({"list": 0, "get": 0, "listed": 0}, {"list": 20, "get": 30, "listed": 800}, 10)
+    '    log store: 5.0 requests/s, 2.0 listings/s of 40 objects'
+    """
+    change = {kind: after.get(kind, 0) - before.get(kind, 0) for kind in after}
+    listed = change.pop("listed", 0)
+    lists = change.get("list", 0)
+    average = listed / lists if lists else 0
+    return (
+        f"    log store: {sum(change.values()) / seconds:,.1f} requests/s, "
+        f"{lists / seconds:,.1f} listings/s of {average:,.0f} objects"
+    )
+
+
 def lake_count(stack: Stack, tag: str) -> int:
     sql = "SELECT count(*) FROM inferences WHERE data LIKE ?"
     return int(stack.lake_rows(sql, [f"{tag}%"])[0][0])
@@ -103,7 +121,9 @@ def run(stack: Stack, seconds: float) -> None:
         print(row(f"{clients} clients", load, floor))
     print("POST /inference, Poisson arrivals (wrk, 2 connections per request/s)")
     for rate in (100, 200):
+        before = stack.logstore_counts()
         print(row(f"{rate:,}/s offered", poisson(f"{url}/inference", rate, seconds, body)))
+        print(broker_cost(before, stack.logstore_counts(), seconds))
     print("POST /inference, open loop (offered rate)")
     for rate in (100, 200, 500, 1000, 2000):
         # 5 requests/s per client: enough clients that slow answers do not lower the rate.
