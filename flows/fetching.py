@@ -141,39 +141,60 @@ class Pacing:
 
 
 class Cadence:
-    """How often a consumer off the request path takes what it has fetched: at most every
-    `every` seconds while messages trickle in, at once while they come in full batches.
+    """How often a consumer off the request path takes what it has fetched while messages
+    trickle in (at most every `every` seconds; at once after a full batch), and whether they
+    come fast enough (`busy_rate` a second, this second or the last) to read with a consumer
+    that fetches ahead instead.
 
     tansu answers a fetch as soon as anything is new, and each answer costs it a listing of the
     partition's stored batches (as long as ~3 s of traffic under load): a consumer that takes
-    every message as it comes makes one fetch per message or two. Its librdkafka consumer is
-    set to fetch only while its queue is empty (`queued.min.messages` 1), so taking less often
-    means fewer, larger fetches; a backlog (a full batch taken) is read without waiting. Off
-    by default: without fetching ahead, the lake writer fell 8-15 s behind 3,000 texts/s of
-    batches (1-3 s with it); fetching ahead only when busy needs a second consumer to switch
-    to, as `flows.kafka` does when idle.
+    every message as it comes makes one fetch per message or two. A paced consumer fetches only
+    while its queue is empty (`queued.min.messages` 1), so taking less often means fewer,
+    larger fetches. It never fetches while the flow works, though: alone, it left the lake
+    writer 8-15 s behind 3,000 texts/s of batches (1-3 s fetching ahead), hence `busy`.
 
     >>> now = [0.0]
-    >>> cadence = Cadence(every=0.2, clock=lambda: now[0])
-    >>> cadence.due()                       # the first take
-    True
-    >>> cadence.took(full=False); cadence.due()         # 3 messages came
+    >>> cadence = Cadence(every=0.2, busy_rate=500, clock=lambda: now[0])
+    >>> cadence.due(), cadence.busy()                   # the first take
+    (True, False)
+    >>> cadence.took(40, full=False); cadence.due()     # 40 messages came
     False
     >>> now[0] = 0.2; cadence.due()
     True
-    >>> cadence.took(full=True); cadence.due()          # a backlog: take the next at once
+    >>> cadence.took(500, full=True); cadence.due()     # a backlog: take the next at once
     True
-    >>> Cadence(every=0).due()
+    >>> cadence.busy()                                  # 540 this second
+    True
+    >>> now[0] = 1.5; cadence.busy()                    # the last second's 540 still count
+    True
+    >>> now[0] = 2.1; cadence.busy()                    # a quiet second since
+    False
+    >>> Cadence(every=0, busy_rate=1).due()
     True
     """
 
-    def __init__(self, every: float, clock: Any = time.monotonic) -> None:
-        self._every, self._clock = every, clock
+    def __init__(self, every: float, busy_rate: int, clock: Any = time.monotonic) -> None:
+        self._every, self._busy_rate, self._clock = every, busy_rate, clock
         self._next = float("-inf")
+        self._second = int(clock())
+        self._counts = [0, 0]
+        """Messages taken in the last second and in this one."""
 
     def due(self) -> bool:
         return self._every <= 0 or self._clock() >= self._next
 
-    def took(self, full: bool) -> None:
-        """A take happened; `full`: it brought as many messages as one take may."""
+    def busy(self) -> bool:
+        self._roll()
+        return max(self._counts) >= self._busy_rate
+
+    def took(self, messages: int, full: bool) -> None:
+        """A take brought `messages`; `full`: as many as one take may."""
+        self._roll()
+        self._counts[1] += messages
         self._next = float("-inf") if full else self._clock() + self._every
+
+    def _roll(self) -> None:
+        second = int(self._clock())
+        if second != self._second:
+            self._counts = [self._counts[1] if second == self._second + 1 else 0, 0]
+            self._second = second

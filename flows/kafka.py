@@ -97,7 +97,9 @@ class _SharedConsumer:
     """One consumer for all partitions a worker reads; fetched messages wait in a queue per
     partition until that partition asks for them. Idle, it stops fetching and looks at the end
     offsets now and then (`Pacing`), or, given an idle fetch wait, a second consumer that fetches
-    less often takes over."""
+    less often takes over. Given `take_every`, a paced consumer that does not fetch ahead reads
+    while messages trickle in, taken at most that often (`Cadence`); the main one, which
+    fetches ahead, reads while they come faster than a batch a second."""
 
     def __init__(
         self,
@@ -111,9 +113,9 @@ class _SharedConsumer:
         # A position below the log start (retention removed it) moves to the first message
         # there is, never to the end: nothing is skipped.
         config = config | {"on_commit": self._on_commit, "auto.offset.reset": "earliest"}
-        if take_every > 0:  # fetch only once what was fetched is taken (`Cadence`)
-            config |= {"queued.min.messages": 1}
         self._consumer = Consumer(config)
+        # Fetches only once what it fetched is taken: taken less often, it fetches less often.
+        self._paced = Consumer(config | {"queued.min.messages": 1}) if take_every > 0 else None
         # With an idle fetch wait, a second consumer reads while idle: fewer fetches a second.
         self._quiet = (
             Consumer(config | {"fetch.wait.max.ms": idle_fetch_wait_ms})
@@ -127,7 +129,7 @@ class _SharedConsumer:
         self._queues: dict[tuple[str, int], deque[Raw]] = {}
         self._offsets = Contiguous(GAP_GRACE)
         self._pacing = Pacing(probe_every=probe_every)
-        self._cadence = Cadence(take_every)
+        self._cadence = Cadence(take_every, busy_rate=batch_size)
         self._idle_slack_ms = idle_slack_ms
         self._slack_idle = False
         self._snapshots: dict[tuple[str, int], deque[int]] = {}
@@ -199,7 +201,7 @@ class _SharedConsumer:
             # by now. Bytewax may poll a partition seconds apart (it holds a partition back while
             # the dataflow's epoch catches up); deciding first would unassign a consumer that
             # was assigned at the last poll before taking what it fetched since, at every poll.
-            if self._cadence.due():
+            if self._active is not self._paced or self._cadence.due():
                 self._fetch()
             self._pace()
             self._slacken()
@@ -228,9 +230,12 @@ class _SharedConsumer:
         self._switch(self._reader())
 
     def _reader(self) -> Consumer | None:
-        """The consumer that should read now: the main one while messages come; once idle, the
-        quiet one if there is one, else none between probes."""
+        """The consumer that should read now: while messages come, the paced one if there is
+        one and they trickle in, else the main one; once idle, the quiet one if there is one,
+        else none between probes."""
         if not self._pacing.idle():
+            if self._paced is not None and not self._cadence.busy():
+                return self._paced
             return self._consumer
         if self._quiet is not None:
             return self._quiet
@@ -280,7 +285,7 @@ class _SharedConsumer:
         rewound: set[tuple[str, int]] = set()
         messages = self._polled.consume(self._batch_size, 0)
         self._pacing.received(len(messages))
-        self._cadence.took(full=len(messages) >= self._batch_size)
+        self._cadence.took(len(messages), full=len(messages) >= self._batch_size)
         for msg in messages:
             error = msg.error()
             if error is not None:
@@ -321,8 +326,9 @@ class _SharedConsumer:
 
     def close(self) -> None:
         self._consumer.close()
-        if self._quiet is not None:
-            self._quiet.close()
+        for other in (self._quiet, self._paced):
+            if other is not None:
+                other.close()
         self._admin = None
 
 

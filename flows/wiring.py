@@ -68,7 +68,7 @@ def read(
     the source looks for new messages every `DRIFTLINE_FLOW_IDLE_PROBE_SECONDS`
     (`flows.fetching.Pacing`) and its worker may wake `DRIFTLINE_FLOW_IDLE_TIMER_SLACK_MS` late
     (`flows.timerslack`); busy, it may take messages only every
-    `DRIFTLINE_FLOW_TAKE_EVERY_SECONDS` (`flows.fetching.Cadence`, off by default). The request
+    `DRIFTLINE_FLOW_TAKE_EVERY_SECONDS` (`flows.fetching.Cadence`). The request
     path has settings of its own, takes messages as they come, and polls a partition that found
     nothing again within 2 ms (`flows.kafka.REQUEST_PATH_SLEEPS`)."""
     flows = settings.flows
