@@ -170,14 +170,17 @@ def fill_from_metrics(row: ProcessStatus, samples: Samples) -> None:
     row.pending = _sum(samples, "driftline_gateway_pending_replies")
     row.store_requests = _sum(samples, "driftline_logstore_requests_total")
     row.store_objects = _sum(samples, "driftline_logstore_objects")
-    listings = sum(
-        v
-        for labels, v in samples.get("driftline_logstore_requests_total", [])
-        if labels.get("kind") == "list"
-    )
-    listed = _sum(samples, "driftline_logstore_listed_objects_total")
-    if listed is not None and listings:
-        row.listed_per_listing = listed / listings
+    counts = logstore_counts(samples)
+    if counts.get("list"):
+        row.listed_per_listing = counts["listed"] / counts["list"]
+
+
+def logstore_counts(samples: Samples) -> dict[str, float]:
+    """The log store's requests by kind (`get`, `list`, ...), and `listed`: the objects its
+    listings returned."""
+    requests = samples.get("driftline_logstore_requests_total", [])
+    counts = {labels["kind"]: value for labels, value in requests}
+    return counts | {"listed": _sum(samples, "driftline_logstore_listed_objects_total") or 0.0}
 
 
 _GAUGES = {

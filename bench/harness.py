@@ -97,18 +97,19 @@ class Stack:
     def logstore_counts(self) -> dict[str, float]:
         """The broker's log store's requests so far by kind, and `listed`: the objects its
         listings returned (its `/metrics`, as `stack.json` names it)."""
-        from app.status import parse, scrape
+        from app.status import logstore_counts, parse, scrape
 
-        state = json.loads((self.home / "run" / "stack.json").read_text())
-        samples = parse(scrape(state["units"]["logstore"]["metrics"]["logstore"]))
-        requests = samples.get("driftline_logstore_requests_total", [])
-        counts = {labels["kind"]: value for labels, value in requests}
-        listed = samples.get("driftline_logstore_listed_objects_total", [])
-        return counts | {"listed": sum(value for _, value in listed)}
+        url = self._state()["units"]["logstore"]["metrics"]["logstore"]
+        return logstore_counts(parse(scrape(url)))
+
+    def _state(self) -> dict[str, Any]:
+        """What `driftline up` wrote to `<home>/run/stack.json`."""
+        state: dict[str, Any] = json.loads((self.home / "run" / "stack.json").read_text())
+        return state
 
     def processes(self) -> dict[str, int]:
         """Every process of the stack by name: the supervisor's units and their children."""
-        state = json.loads((self.home / "run" / "stack.json").read_text())
+        state = self._state()
         found = {"supervisor": int(state["supervisor"])}
         for unit in state["units"].values():
             for name, pid in unit["processes"].items():
