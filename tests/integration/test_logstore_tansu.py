@@ -8,6 +8,7 @@ lost acknowledged messages, and after a broker restart it handed out offsets fro
 from __future__ import annotations
 
 import importlib.resources
+import itertools
 import os
 import signal
 import socket
@@ -381,6 +382,48 @@ def test_an_idle_source_takes_every_later_message_once(
         assert [int(value or b"-1") for value in taken] == list(range(20))
     finally:
         part.close()
+
+
+def test_a_paced_source_takes_a_trickle_every_take_interval(processes: Processes) -> None:
+    """A source off the request path takes what it fetched every `take_every` seconds while
+    messages trickle in. Its consumer fetches only once its queue is empty, and librdkafka then
+    waits `fetch.queue.backoff.ms` (1 s by default) before it looks again: the takes came about a
+    second apart (median 1.0 s), and pauses of 2 s made flows look idle under load (lag spikes
+    of thousands of messages). Set to the take interval, they come that often."""
+    from flows import kafka
+
+    brokers = processes.start_broker()
+    create_topic(brokers, "events", partitions=1)
+    producer = Producer({"bootstrap.servers": brokers, "linger.ms": 0})
+    config = {"group.id": "driftline-test", "enable.auto.commit": False}
+    source = kafka.KafkaInput(
+        brokers, ["events"], 500, config, probe_every=3.0, flow="test", take_every=0.2
+    )
+    part = source.build_part("input", "0-events", None)
+    stop = threading.Event()
+
+    def trickle() -> None:  # 20 messages a second
+        while not stop.wait(0.05):
+            producer.produce("events", b"x")
+            producer.poll(0)
+
+    sender = threading.Thread(target=trickle)
+    sender.start()
+    takes: list[float] = []
+    try:
+        deadline = time.monotonic() + 60
+        while len(takes) < 30 and time.monotonic() < deadline:
+            if part.next_batch():
+                takes.append(time.monotonic())
+            time.sleep(0.01)
+    finally:
+        stop.set()
+        sender.join()
+        producer.flush(30)
+        part.close()
+    gaps = sorted(b - a for a, b in itertools.pairwise(takes[5:]))  # past the first fetches
+    assert len(gaps) >= 20, f"only {len(takes)} takes in 60 s"
+    assert gaps[len(gaps) // 2] < 0.6, f"median gap between takes {gaps[len(gaps) // 2]:.2f} s"
 
 
 def test_the_gateway_reads_results_again_after_a_quiet_spell(
