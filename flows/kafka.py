@@ -16,10 +16,13 @@ broker is down is dropped and the flow goes on. Here:
   scored after a broker restart). A partition read from the beginning starts at its log start,
   asked of the broker, not at whichever batch shows first. Idle partitions stop fetching and
   look at their end offsets now and then (`flows.fetching.Pacing`).
-- Each partition's offset is committed for the flow's consumer group (`driftline-<flow>`) once
-  a restart can no longer resume below it: the offset of the snapshot `SNAPSHOTS_BEHIND` before
-  the newest. Nothing reads these offsets back (recovery does); the broker's log store keeps what
-  the slowest group has not read and deletes the rest, which keeps tansu's listings short.
+- Each partition's position is committed for the flow's consumer group (`driftline-<flow>`)
+  every `COMMIT_EVERY` seconds, with the offset a restart may resume from as the commit's
+  metadata (`resume=<offset>`: that of the snapshot `SNAPSHOTS_BEHIND` before the newest).
+  Nothing reads them back (recovery does); the broker's log store lists a partition only from
+  where the slowest group reads and deletes only what no group may read again, which keeps
+  tansu's listings short (`servers/logstore`). Before it reads a partition, a flow commits where
+  it starts: after a restart, what it reads again is listed again before its first fetch.
 - `KafkaOutput` waits for every message of a batch to be acknowledged and raises when one is
   not. The flow process then stops before its snapshot covers the batch; the supervisor starts
   it again and it replays from its last snapshot (at-least-once; every sink de-duplicates).
@@ -81,12 +84,19 @@ the slowest partition."""
 PROBE_TIMEOUT = 2.0
 """Seconds an idle consumer waits for its partitions' end offsets (a broker round trip)."""
 
-COMMIT_EVERY = 2.0
-"""Seconds between two offset commits of a consumer (only partitions that moved are sent)."""
+COMMIT_EVERY = 0.5
+"""Seconds between two offset commits of a consumer (only partitions that moved are sent): how
+far behind its position the log store lists a partition for tansu."""
 
 SNAPSHOTS_BEHIND = 2
-"""A committed offset is that of the snapshot this many before the newest: Bytewax resumes from
-the last snapshot every worker finished, which may be one before the newest."""
+"""A commit's resume offset is that of the snapshot this many before the newest: Bytewax resumes
+from the last snapshot every worker finished, which may be one before the newest."""
+
+RESUME = "resume="
+"""Commit metadata: `resume=<offset>`, the lowest offset a restart of the flow may read again."""
+
+START_COMMIT_SECONDS = 60.0
+"""How long a partition's start is committed again while the broker does not answer."""
 
 LAG_EVERY = 0.1
 """Seconds between two updates of a partition's consumer-lag gauge (a local look-up of the
@@ -143,7 +153,10 @@ class _SharedConsumer:
         self._idle_slack_ms = idle_slack_ms
         self._slack_idle = False
         self._snapshots: dict[tuple[str, int], deque[int]] = {}
-        self._committed: dict[tuple[str, int], int] = {}
+        self._committed: dict[tuple[str, int], tuple[int, str]] = {}
+        self._sent: dict[tuple[str, int], tuple[int, str]] = {}
+        """The last commit sent per partition: the callback carries its offset, not always its
+        metadata (tansu's answer has none)."""
         self._commit_at = 0.0
 
     def add(self, topic: str, partition: int, offset: int) -> None:
@@ -151,10 +164,28 @@ class _SharedConsumer:
         self._queues[(topic, partition)] = deque()
         start = offset if offset >= 0 else self._log_start(topic, partition)
         self._offsets.start(topic, partition, start)
-        self._consumer.incremental_assign([TopicPartition(topic, partition, start)])
-        # A recovered offset is durable already: commit it at once.
         self._snapshots[(topic, partition)] = deque([start], SNAPSHOTS_BEHIND + 1)
-        self._commit_at = 0.0
+        self._commit_start(topic, partition, start)
+        self._consumer.incremental_assign([TopicPartition(topic, partition, start)])
+
+    def _commit_start(self, topic: str, partition: int, start: int) -> None:
+        """Commit where reading starts, and wait for it: the log store lists the partition from
+        the lowest committed offset, and after a restart the flow reads again from below the
+        offset it committed last. Unanswered for `START_COMMIT_SECONDS`, raise: the supervisor
+        starts the flow again."""
+        metadata = f"{RESUME}{start}"
+        wanted = TopicPartition(topic, partition, start, metadata=metadata)
+        deadline = time.monotonic() + START_COMMIT_SECONDS
+        while True:
+            try:
+                self._consumer.commit(offsets=[wanted], asynchronous=False)
+                break
+            except KafkaException as error:
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("start not committed yet", extra={"error": str(error)})
+                time.sleep(1.0)
+        self._committed[(topic, partition)] = (start, metadata)
 
     def _log_start(self, topic: str, partition: int) -> int:
         """The first offset a partition read from the beginning holds: its first message must
@@ -181,18 +212,24 @@ class _SharedConsumer:
         return not self._queues
 
     def snapshotted(self, topic: str, partition: int, offset: int) -> None:
-        """A partition's snapshot offset; every `COMMIT_EVERY` seconds the offsets a restart
-        can no longer go below are committed (asynchronously: a failed commit is sent again)."""
+        """A partition's snapshot offset: the resume offset of later commits."""
         self._snapshots[(topic, partition)].append(max(offset, 0))
+        self._commit()
+
+    def _commit(self) -> None:
+        """Every `COMMIT_EVERY` seconds, commit each partition that moved: its position, and
+        the offset a restart can no longer go below as metadata (asynchronously: a failed
+        commit is sent again)."""
         now = time.monotonic()
         if now < self._commit_at:
             return
         self._commit_at = now + COMMIT_EVERY
-        due = [
-            TopicPartition(*key, snapshots[0])
-            for key, snapshots in self._snapshots.items()
-            if self._committed.get(key) != snapshots[0]
-        ]
+        due = []
+        for key, snapshots in self._snapshots.items():
+            wanted = (self._offsets.expected(*key), f"{RESUME}{snapshots[0]}")
+            if self._committed.get(key) != wanted:
+                due.append(TopicPartition(*key, wanted[0], metadata=wanted[1]))
+                self._sent[key] = wanted
         if due:  # through the consumer that is polled, which serves the callback
             self._polled.commit(offsets=due, asynchronous=True)
 
@@ -201,8 +238,9 @@ class _SharedConsumer:
             log.debug("offset commit failed", extra={"error": str(error)})
             return
         for tp in partitions:
-            if tp.error is None:
-                self._committed[(tp.topic, tp.partition)] = tp.offset
+            sent = self._sent.get((tp.topic, tp.partition))
+            if tp.error is None and sent is not None and sent[0] == tp.offset:
+                self._committed[(tp.topic, tp.partition)] = sent
 
     def take(self, topic: str, partition: int) -> list[Raw]:
         queue = self._queues[(topic, partition)]
@@ -216,6 +254,7 @@ class _SharedConsumer:
             self._pace()
             self._slacken()
         taken = [queue.popleft() for _ in range(min(len(queue), self._batch_size))]
+        self._commit()
         return taken
 
     def quiet_for(self) -> float:

@@ -342,9 +342,10 @@ class ServerSettings(Group):
         ge=10,
     )
     broker_keep_read_batches: int = setting(
-        100,
-        "A partition the flows read keeps only what one of them has not read yet (their "
-        "committed offsets) plus this many batches, so tansu's listings stay short.",
+        20,
+        "A partition the flows read keeps only what a restart of one of them may read again, "
+        "lists only what one of them has not read yet, and always its newest this many "
+        "batches: tansu lists them all on every fetch.",
         ge=1,
     )
     objectstore_port: int = setting(

@@ -10,9 +10,10 @@ consumer behind the log end lists the partition's whole `records/` prefix, so a 
 fetches slow until they return nothing. This server writes each object atomically to local
 disk (it survives `kill -9`), checks and writes conditional PUTs as one step, lists from a
 sorted in-memory index, and deletes each partition's oldest batches itself (`Store.Expire`):
-by age and count, and, with `--keep-read`, every batch all consumer groups reading the
-partition have committed past (tansu writes their offsets into the same bucket), so listings
-stay as short as the slowest reader allows.
+by age and count, and, with `--keep-read`, every batch no consumer group reading the partition
+may read again (tansu writes their offsets into the same bucket; the flows name where a
+restart resumes in the commit's metadata, `resume=<offset>`). A partition's listings start
+where the slowest group reads next, so they stay as short as the slowest reader allows.
 Investigation and measurements: tansu 0.6.0 (cf82d41), object_store 0.13.
 
 The server is Go (`main.go`, `store.go`, `s3.go` here; the standard library only), built by

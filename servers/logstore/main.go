@@ -7,8 +7,9 @@
 // writes each object atomically to local disk (it survives `kill -9`), checks and writes
 // conditional PUTs as one step, lists from a sorted in-memory index, and deletes each
 // partition's oldest batches itself (retention by age and count and, with `--keep-read`, every
-// batch all consumer groups reading the partition have committed past), so listings stay as
-// short as the slowest reader allows. It replaced a Python server of the same design
+// batch no consumer group reading the partition may read again). With `--keep-read`, a
+// partition's listings start where the slowest group reads next, so they stay as short as the
+// slowest reader allows (Store.Expire). It replaced a Python server of the same design
 // (servers/logstore/__init__.py tells why the log store exists, with the measurements).
 //
 //	driftline-logstore --root DIR --port N --bucket tansu [--max-batches K] ...
@@ -65,7 +66,8 @@ func parse(args []string) (options, error) {
 	age := flags.Float64("retention-seconds", -1, "delete batches older than this (-1: no limit)")
 	maxBatches := flags.Int("max-batches", -1, "keep at most this many per partition (-1: no limit)")
 	keepRead := flags.Int("keep-read", -1, "in a partition that consumer groups read, keep only "+
-		"what one has not read yet plus this many batches (-1: off)")
+		"what one may read again and list only what one has not read, and always the newest "+
+		"this many batches (-1: off)")
 	if err := flags.Parse(args); err != nil {
 		return o, err
 	}

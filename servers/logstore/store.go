@@ -44,7 +44,8 @@ var batchKey = regexp.MustCompile(`^(.*/partitions/[^/]+/records/)[^/]+\.batch$`
 
 // commitKey matches tansu's committed offsets:
 // `clusters/<c>/groups/consumers/<g>/offsets/<t>/partitions/<p10>.json`, a JSON object whose
-// `offset` is the group's next offset to read.
+// `offset` is the group's next offset to read and whose `metadata` is the commit's metadata
+// string: `resume=<offset>` names a lower offset the group may read again after a restart.
 var commitKey = regexp.MustCompile(
 	`^(clusters/[^/]+/)groups/consumers/[^/]+/offsets/([^/]+)/partitions/([0-9]+)\.json$`)
 
@@ -122,9 +123,18 @@ type bucket struct {
 	meta       map[string]Meta
 	partitions map[string]bool // `records/` prefixes that hold batches
 	commits    map[string]bool // committed-offset keys
+	// listFrom is, per `records/` prefix, the first batch a listing of it shows: the groups
+	// reading the partition have read those before it (see Expire).
+	listFrom map[string]string
 }
 
-type committed struct{ modifiedMs, offset int64 }
+// committed is one group's commit for a partition: the next offset it reads, and the lowest
+// it may read again after a restart (its `resume=` metadata; the offset without one).
+type committed struct{ modifiedMs, offset, resume int64 }
+
+// groupsRead is, for a partition, the lowest next offset and the lowest resume offset over the
+// consumer groups reading it.
+type groupsRead struct{ offset, resume int64 }
 
 type retiredKey struct{ bucket, key string }
 
@@ -181,7 +191,10 @@ func (s *Store) load(name string) error {
 	if err := os.MkdirAll(folder, 0o755); err != nil {
 		return err
 	}
-	b := &bucket{meta: map[string]Meta{}, partitions: map[string]bool{}, commits: map[string]bool{}}
+	b := &bucket{
+		meta: map[string]Meta{}, partitions: map[string]bool{}, commits: map[string]bool{},
+		listFrom: map[string]string{},
+	}
 	err := filepath.WalkDir(folder, func(path string, entry fs.DirEntry, err error) error {
 		if err != nil || entry.IsDir() {
 			return err
@@ -320,6 +333,9 @@ func (s *Store) Put(bucketName, key string, body []byte, ifMatch, ifNoneMatch *s
 	}
 	s.lastMs = stamp
 	delete(s.retired, retiredKey{bucketName, key})
+	if commitKey.MatchString(key) {
+		b.readBack(key, body)
+	}
 	if !exists {
 		at := sort.SearchStrings(b.keys, key)
 		b.keys = append(b.keys, "")
@@ -329,6 +345,23 @@ func (s *Store) Put(bucketName, key string, body []byte, ifMatch, ifNoneMatch *s
 	}
 	b.meta[key] = meta
 	return meta, nil
+}
+
+// readBack lists a partition whole again, until the next retention pass, when a group's new
+// commit for it goes back below where its listings start: a reader restarted from an older
+// snapshot commits where it starts before its first fetch.
+func (b *bucket) readBack(commit string, body []byte) {
+	records := recordsOf(commit)
+	first, ok := b.listFrom[records]
+	if !ok {
+		return
+	}
+	var read struct {
+		Offset int64 `json:"offset"`
+	}
+	if json.Unmarshal(body, &read) != nil || read.Offset < baseOffset(first) {
+		delete(b.listFrom, records)
+	}
 }
 
 func (s *Store) write(path string, data []byte) error {
@@ -416,6 +449,9 @@ func (s *Store) List(bucketName, prefix, delimiter, start string, maxKeys int) (
 	from := prefix
 	if start > from {
 		from = start
+	}
+	if first, ok := b.listFrom[prefix]; ok && first > from {
+		from = first
 	}
 	at := sort.SearchStrings(b.keys, from)
 	for at < len(b.keys) && strings.HasPrefix(b.keys[at], prefix) {
@@ -505,8 +541,9 @@ type Retention struct {
 	Age *time.Duration
 	// MaxBatches: a partition keeps at most this many.
 	MaxBatches *int
-	// KeepRead: in a partition that consumer groups read, keep only what one of them has not
-	// read yet plus this many batches.
+	// KeepRead: in a partition that consumer groups read, keep only what one of them may read
+	// again after a restart plus this many batches, and list only what one of them has not
+	// read yet plus this many.
 	KeepRead *int
 }
 
@@ -515,8 +552,12 @@ type Retention struct {
 // A partition keeps its newest MaxBatches batches and those younger than Age, and always its
 // newest one (tansu reads the log end from it). With KeepRead, a partition that consumer
 // groups read (groups that committed an offset for it within Age) keeps only what one of them
-// has not read yet, plus its newest KeepRead batches: tansu lists every stored batch on each
-// fetch, so a log no longer than its slowest reader needs keeps fetches short. Only a leading
+// may read again after a restart (its `resume=` offset, else its committed offset), plus
+// KeepRead batches below. Its listings, until the next pass or commit, show only what one of
+// them has not read yet (its committed offset), plus KeepRead batches below: tansu lists
+// every listed batch on each fetch, so short listings keep fetches cheap, and a restarted
+// reader that commits its resume offset before it fetches has its batches listed again at
+// once (Put). Only a leading
 // run of batches is deleted, so the log never gets holes; watermarks, offsets and groups are
 // never touched. A deleted batch leaves the listings at once and its file RetiredFor later, so
 // a reader that has just listed it can still read it. At most limit objects go per call, so
@@ -542,10 +583,11 @@ func (s *Store) Expire(keep Retention, limit int) (int, error) {
 	sort.Strings(names)
 	for _, name := range names {
 		b := s.buckets[name]
-		var readUpTo map[string]int64
+		var readUpTo map[string]groupsRead
 		if keep.KeepRead != nil {
 			readUpTo = s.readUpTo(name, b, horizonMs)
 		}
+		b.listFrom = map[string]string{}
 		partitions := make([]string, 0, len(b.partitions))
 		for partition := range b.partitions {
 			partitions = append(partitions, partition)
@@ -561,6 +603,11 @@ func (s *Store) Expire(keep Retention, limit int) (int, error) {
 				continue
 			}
 			batches := b.batches(partition)
+			if keepRead != nil {
+				if n := fullyRead(batches, read.offset, *keepRead); n > 0 {
+					b.listFrom[partition] = batches[n].Key
+				}
+			}
 			count := 0
 			if keep.MaxBatches != nil && len(batches) > *keep.MaxBatches {
 				count = len(batches) - *keep.MaxBatches
@@ -571,7 +618,7 @@ func (s *Store) Expire(keep Retention, limit int) (int, error) {
 				}
 			}
 			if keepRead != nil {
-				if n := fullyRead(batches, read, *keepRead); n > count {
+				if n := fullyRead(batches, read.resume, *keepRead); n > count {
 					count = n
 				}
 			}
@@ -603,10 +650,11 @@ func minOf(values ...int) int {
 	return least
 }
 
-// readUpTo is, per `records/` prefix, the lowest offset committed by a group that committed
-// for it after horizonMs (-1: any time): every batch below it has been read by every such group.
-func (s *Store) readUpTo(name string, b *bucket, horizonMs int64) map[string]int64 {
-	lowest := map[string]int64{}
+// readUpTo is, per `records/` prefix, the lowest offsets committed by the groups that committed
+// for it after horizonMs (-1: any time): every batch below the offset has been read by every
+// such group, and none of them reads one below the resume offset again.
+func (s *Store) readUpTo(name string, b *bucket, horizonMs int64) map[string]groupsRead {
+	lowest := map[string]groupsRead{}
 	for key := range b.commits {
 		meta := b.meta[key]
 		if horizonMs >= 0 && meta.ModifiedMs < horizonMs {
@@ -616,20 +664,47 @@ func (s *Store) readUpTo(name string, b *bucket, horizonMs int64) map[string]int
 		if !ok || cached.modifiedMs != meta.ModifiedMs {
 			_, body, err := s.read(name, key) // a small file: read under the lock
 			var commit struct {
-				Offset int64 `json:"offset"`
+				Offset   int64   `json:"offset"`
+				Metadata *string `json:"metadata"`
 			}
 			if err != nil || json.Unmarshal(body, &commit) != nil {
 				continue
 			}
-			cached = committed{meta.ModifiedMs, commit.Offset}
+			cached = committed{meta.ModifiedMs, commit.Offset, commit.Offset}
+			if commit.Metadata != nil {
+				cached.resume = resumeOffset(*commit.Metadata, commit.Offset)
+			}
 			s.committed[key] = cached
 		}
 		records := recordsOf(key)
-		if current, ok := lowest[records]; !ok || cached.offset < current {
-			lowest[records] = cached.offset
+		current, ok := lowest[records]
+		if !ok {
+			current = groupsRead{cached.offset, cached.resume}
 		}
+		if cached.offset < current.offset {
+			current.offset = cached.offset
+		}
+		if cached.resume < current.resume {
+			current.resume = cached.resume
+		}
+		lowest[records] = current
 	}
 	return lowest
+}
+
+// resumeOffset is the offset a commit's metadata names with `resume=`, never above the
+// committed offset itself; offset when it names none. librdkafka sends the metadata with its C
+// string's closing NUL, which tansu keeps.
+func resumeOffset(metadata string, offset int64) int64 {
+	metadata = strings.TrimRight(metadata, "\x00")
+	if !strings.HasPrefix(metadata, "resume=") {
+		return offset
+	}
+	resume, err := strconv.ParseInt(strings.TrimPrefix(metadata, "resume="), 10, 64)
+	if err != nil || resume < 0 || resume > offset {
+		return offset
+	}
+	return resume
 }
 
 // span is where the keys under prefix lie in the sorted keys.

@@ -414,6 +414,65 @@ func TestRetentionKeepsWhatAConsumerGroupHasNotRead(t *testing.T) {
 	}
 }
 
+// commitResuming is a commit whose metadata names the offset a restart may read again from.
+func commitResuming(t *testing.T, s *Store, group string, offset, resume int) {
+	key := fmt.Sprintf("clusters/c/groups/consumers/%s/offsets/t/partitions/%010d.json", group, 0)
+	put(t, s, key, fmt.Sprintf(`{"offset":%d,"leader_epoch":-1,"timestamp":null,"metadata":"resume=%d\u0000"}`, offset, resume))
+}
+
+func TestListingsShowWhatGroupsHaveNotReadAndRetentionWhatTheyMayReadAgain(t *testing.T) {
+	s := open(t, t.TempDir(), newClock())
+	for offset := 0; offset < 20; offset += 2 { // ten batches of two records: 0-1, 2-3, ..., 18-19
+		put(t, s, batch(0, offset), "x")
+	}
+	keep := Retention{MaxBatches: ptr(100), KeepRead: ptr(1)}
+	commitResuming(t, s, "a", 15, 7) // read up to 15 (inside 14-15); a restart reads from 7
+	commitResuming(t, s, "b", 19, 11)
+	if n := expire(t, s, keep, expireLimit); n != 3 { // 0-1, 2-3 and 4-5: 6-7 holds 7
+		t.Fatalf("deleted %d", n)
+	}
+	if got := keys(t, s, records(0)); !reflect.DeepEqual(got, []string{batch(0, 14), batch(0, 16), batch(0, 18)}) {
+		t.Fatalf("listed %v", got) // from 14-15, which holds 15, the next "a" reads
+	}
+	if got := keys(t, s, "clusters/"); len(got) != 9 { // other listings show every batch kept
+		t.Fatalf("listed %d", len(got))
+	}
+	if _, body, err := s.Get("b", batch(0, 8)); err != nil || string(body) != "x" { // still readable
+		t.Fatalf("%q %v", body, err)
+	}
+	commitResuming(t, s, "b", 20, 11) // moving on changes nothing before the next pass
+	if first := keys(t, s, records(0))[0]; first != batch(0, 14) {
+		t.Fatalf("first %s", first)
+	}
+	commitResuming(t, s, "a", 7, 7) // "a" restarted from its snapshot: listed again at once
+	if first := keys(t, s, records(0))[0]; first != batch(0, 6) {
+		t.Fatalf("first %s", first)
+	}
+	if n := expire(t, s, keep, expireLimit); n != 0 {
+		t.Fatalf("deleted %d", n)
+	}
+	if first := keys(t, s, records(0))[0]; first != batch(0, 6) {
+		t.Fatalf("first %s", first)
+	}
+	commitResuming(t, s, "a", 20, 20)
+	commitResuming(t, s, "b", 20, 20)
+	expire(t, s, keep, expireLimit)
+	if got := keys(t, s, records(0)); !reflect.DeepEqual(got, []string{batch(0, 18)}) {
+		t.Fatalf("listed %v", got) // all read: the newest KeepRead batches stay listed
+	}
+}
+
+func TestResumeOffset(t *testing.T) {
+	for _, c := range []struct {
+		metadata string
+		want     int64
+	}{{"resume=7", 7}, {"resume=7\x00", 7}, {"", 20}, {"resume=", 20}, {"resume=x", 20}, {"resume=-1", 20}, {"resume=21", 20}, {"other", 20}} {
+		if got := resumeOffset(c.metadata, 20); got != c.want {
+			t.Errorf("resumeOffset(%q, 20) = %d, want %d", c.metadata, got, c.want)
+		}
+	}
+}
+
 func TestAGroupQuietForLongerThanRetentionHoldsNothingBack(t *testing.T) {
 	c := newClock()
 	s := open(t, t.TempDir(), c)

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import importlib.resources
 import itertools
+import json
 import os
 import signal
 import socket
 import subprocess
 import threading
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -227,10 +229,11 @@ def first_offset(brokers: str, topic: str) -> int | None:
         consumer.close()
 
 
-def commit(brokers: str, group: str, topic: str, offset: int) -> None:
+def commit(brokers: str, group: str, topic: str, offset: int, metadata: str = "") -> None:
     consumer = Consumer({"bootstrap.servers": brokers, "group.id": group})
     try:
-        consumer.commit(offsets=[TopicPartition(topic, 0, offset)], asynchronous=False)
+        wanted = TopicPartition(topic, 0, offset, metadata=metadata)
+        consumer.commit(offsets=[wanted], asynchronous=False)
     finally:
         consumer.close()
 
@@ -255,25 +258,47 @@ def test_retention_keeps_what_the_slowest_group_has_not_read(tmp_path: Path) -> 
         commit(brokers, "slow", "read", 40)
         wait_until(lambda: first_offset(brokers, "read") == 37, "all but the newest 3 removed")
         assert first_offset(brokers, "unread") == 0  # no group reads it: retention by age/count
-        assert took_from_the_beginning(brokers, "read") == [b"37", b"38", b"39"]
+        assert took(brokers, "read", None, 3) == [b"37", b"38", b"39"]
     finally:
         running.stop_all()
 
 
-def took_from_the_beginning(brokers: str, topic: str) -> list[bytes | None]:
-    """What a flow's source reading `topic` from the beginning takes. It must start at the log
-    start: with no grace for gaps, a source expecting offset 0 would never take offset 37."""
+def test_a_restarted_flow_reads_again_what_listings_no_longer_show(tmp_path: Path) -> None:
+    """The log store lists a partition only from where its groups read next, and deletes only
+    below where they may resume (`resume=` in the commit's metadata). A flow restarted from an
+    older snapshot commits where it starts before it fetches: it takes every message again."""
+    running = Processes(tmp_path, ("--max-batches", "1000", "--keep-read", "3"))
+    try:
+        brokers = running.start_broker()
+        create_topic(brokers, "events", partitions=1)
+        producer = Producer({"bootstrap.servers": brokers, "linger.ms": 0})
+        for i in range(40):  # one message a batch
+            producer.produce("events", str(i).encode())
+            producer.flush(30)
+        commit(brokers, "driftline-test", "events", 40, "resume=10")  # read all, snapshot at 10
+        wait_until(lambda: first_offset(brokers, "events") == 37, "listed from the newest 3")
+        taken = took(brokers, "events", 10, 30)  # restarted at its snapshot
+        assert [int(value or b"-1") for value in taken] == list(range(10, 40))
+    finally:
+        running.stop_all()
+
+
+def took(brokers: str, topic: str, offset: int | None, count: int) -> list[bytes | None]:
+    """The first `count` messages a flow's source reading `topic` from `offset` (None: the
+    beginning) takes, with no grace for gaps: a message not listed makes it wait, not skip. From
+    the beginning it must start at the log start: a source expecting offset 0 would never take
+    offset 37."""
     from flows import kafka
 
     config = {"group.id": "driftline-test", "enable.auto.commit": False}
     source = kafka.KafkaInput(brokers, [topic], 100, config, probe_every=0, flow="test")
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(kafka, "GAP_GRACE", 3600.0)
-        part = source.build_part("input", f"0-{topic}", None)
+        part = source.build_part("input", f"0-{topic}", offset)
     taken: list[bytes | None] = []
     try:
         deadline = time.monotonic() + 30
-        while len(taken) < 3 and time.monotonic() < deadline:
+        while len(taken) < count and time.monotonic() < deadline:
             taken += [message.value for message in part.next_batch()]
             time.sleep(0.01)
         return taken
@@ -281,12 +306,16 @@ def took_from_the_beginning(brokers: str, topic: str) -> list[bytes | None]:
         part.close()
 
 
-def test_a_flow_commits_the_offset_two_snapshots_back(
+def test_a_flow_commits_its_position_and_the_offset_two_snapshots_back(
     processes: Processes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The committed offset is where the flow reads next (the log store lists the partition
+    from there); its metadata, `resume=`, the offset of the snapshot two before the newest
+    (the store deletes nothing a restart may read again). Where it starts is committed before
+    it reads anything."""
     from flows import kafka
 
-    monkeypatch.setattr(kafka, "COMMIT_EVERY", 0.0)  # commit at every snapshot
+    monkeypatch.setattr(kafka, "COMMIT_EVERY", 0.0)  # commit at every take and snapshot
     brokers = processes.start_broker()
     create_topic(brokers, "events", partitions=1)
     producer = Producer({"bootstrap.servers": brokers})
@@ -296,33 +325,38 @@ def test_a_flow_commits_the_offset_two_snapshots_back(
 
     config = {"group.id": "driftline-test", "enable.auto.commit": False}
     source = kafka.KafkaInput(brokers, ["events"], 100, config, probe_every=0, flow="test")
+    commit_key = "clusters/tansu_cluster/groups/consumers/driftline-test/offsets/events"
+    commit_url = f"http://127.0.0.1:{processes.store_port}/{BUCKET}/{commit_key}/partitions/"
+
+    def committed() -> tuple[int, str]:
+        """The commit as the log store holds it (tansu answers an OffsetFetch without the
+        metadata); librdkafka sends the metadata with its C string's closing NUL."""
+        with urllib.request.urlopen(commit_url + "0000000000.json", timeout=10) as answer:
+            commit = json.load(answer)
+        return commit["offset"], commit["metadata"].rstrip("\x00")
+
+    def committed_after_a_poll(wanted: tuple[int, str]) -> bool:
+        part.next_batch()  # commits, and serves the commit's callback
+        return committed() == wanted
+
     part = source.build_part("input", "0-events", 5)  # resumed at offset 5
-    checker = Consumer(
-        {"bootstrap.servers": brokers, "group.id": "driftline-test", "enable.auto.commit": False}
-    )
-
-    def committed() -> int:
-        [position] = checker.committed([TopicPartition("events", 0)], timeout=10)
-        return position.offset
-
     try:
+        assert committed() == (5, "resume=5")  # before the first fetch
         taken = 0
         deadline = time.monotonic() + 30
         while taken < 25 and time.monotonic() < deadline:
             taken += len(part.next_batch())
         assert taken == 25
-        # Snapshots at 30: the resumed 5 is committed until the third (two snapshots back).
+        wait_until(lambda: committed_after_a_poll((30, "resume=5")), "the position committed")
+        # Snapshots at 30: the resumed 5 stays the resume offset until the third.
+        part.snapshot()
         part.snapshot()
         part.next_batch()  # serves the commit's callback
-        wait_until(lambda: committed() == 5, "the resumed offset committed")
+        assert committed() == (30, "resume=5")
         part.snapshot()
-        part.next_batch()
-        assert committed() == 5  # nothing sent: the offset two snapshots back is still 5
-        part.snapshot()
-        wait_until(lambda: committed() == 30, "the offset two snapshots back committed")
+        wait_until(lambda: committed_after_a_poll((30, "resume=30")), "the resume offset")
     finally:
         part.close()
-        checker.close()
 
 
 @pytest.mark.parametrize(
