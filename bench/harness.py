@@ -146,11 +146,15 @@ def _cpu_ticks(pid: int) -> int:
 
 
 def cpu_per_process(processes: dict[str, int], seconds: float) -> dict[str, float]:
-    """Share of one core each process used over `seconds` (1.0 = a whole core)."""
+    """Share of one core each process used over `seconds` (1.0 = a whole core). A process that
+    ended in between is left out: what it used is gone with it (it read as a negative share)."""
     before = {name: _cpu_ticks(pid) for name, pid in processes.items()}
     time.sleep(seconds)
+    after = {name: _cpu_ticks(pid) for name, pid in processes.items()}
     return {
-        name: (_cpu_ticks(pid) - before[name]) / TICKS / seconds for name, pid in processes.items()
+        name: (after[name] - before[name]) / TICKS / seconds
+        for name in processes
+        if after[name] >= before[name]
     }
 
 
