@@ -128,13 +128,19 @@ type bucket struct {
 	listFrom map[string]string
 }
 
-// committed is one group's commit for a partition: the next offset it reads, and the lowest
-// it may read again after a restart (its `resume=` metadata; the offset without one).
-type committed struct{ modifiedMs, offset, resume int64 }
-
-// groupsRead is, for a partition, the lowest next offset and the lowest resume offset over the
-// consumer groups reading it.
+// groupsRead is how far consumer groups have read a partition: the next offset they read, and
+// the lowest they may read again after a restart (`resume=` in a commit's metadata; the offset
+// without it). For one commit, or the lowest of each over the groups reading the partition.
 type groupsRead struct{ offset, resume int64 }
+
+// committed is one group's commit for a partition, as of the commit object's ModifiedMs.
+type committed struct {
+	modifiedMs int64
+	read       groupsRead
+}
+
+// resumePrefix starts a commit's metadata that names its resume offset (`flows.kafka.RESUME`).
+const resumePrefix = "resume="
 
 type retiredKey struct{ bucket, key string }
 
@@ -356,10 +362,8 @@ func (b *bucket) readBack(commit string, body []byte) {
 	if !ok {
 		return
 	}
-	var read struct {
-		Offset int64 `json:"offset"`
-	}
-	if json.Unmarshal(body, &read) != nil || read.Offset < baseOffset(first) {
+	read, err := commitRead(body)
+	if err != nil || read.offset < baseOffset(first) {
 		delete(b.listFrom, records)
 	}
 }
@@ -542,8 +546,8 @@ type Retention struct {
 	// MaxBatches: a partition keeps at most this many.
 	MaxBatches *int
 	// KeepRead: in a partition that consumer groups read, keep only what one of them may read
-	// again after a restart plus this many batches, and list only what one of them has not
-	// read yet plus this many.
+	// again after a restart and list only what one of them has not read yet, and always keep
+	// and list the newest this many batches.
 	KeepRead *int
 }
 
@@ -552,16 +556,16 @@ type Retention struct {
 // A partition keeps its newest MaxBatches batches and those younger than Age, and always its
 // newest one (tansu reads the log end from it). With KeepRead, a partition that consumer
 // groups read (groups that committed an offset for it within Age) keeps only what one of them
-// may read again after a restart (its `resume=` offset, else its committed offset), plus
-// KeepRead batches below. Its listings, until the next pass or commit, show only what one of
-// them has not read yet (its committed offset), plus KeepRead batches below: tansu lists
-// every listed batch on each fetch, so short listings keep fetches cheap, and a restarted
-// reader that commits its resume offset before it fetches has its batches listed again at
-// once (Put). Only a leading
-// run of batches is deleted, so the log never gets holes; watermarks, offsets and groups are
-// never touched. A deleted batch leaves the listings at once and its file RetiredFor later, so
-// a reader that has just listed it can still read it. At most limit objects go per call, so
-// one call never holds the lock for long. Returns how many were deleted.
+// may read again after a restart (its `resume=` offset, else its committed offset), and its
+// listings, until the next pass or a commit that goes back, show only what one of them has not
+// read yet (its committed offset); both always include its newest KeepRead batches. tansu
+// lists every listed batch on each fetch, so short listings keep fetches cheap, and a restarted
+// reader that commits its resume offset before it fetches has its batches listed again at once
+// (Put, readBack). Only a leading run of batches is deleted, so the log never gets holes;
+// watermarks, offsets and groups are never touched. A deleted batch leaves the listings at once
+// and its file RetiredFor later, so a reader that has just listed it can still read it. At most
+// limit objects go per call, so one call never holds the lock for long. Returns how many were
+// deleted.
 func (s *Store) Expire(keep Retention, limit int) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -663,33 +667,42 @@ func (s *Store) readUpTo(name string, b *bucket, horizonMs int64) map[string]gro
 		cached, ok := s.committed[key]
 		if !ok || cached.modifiedMs != meta.ModifiedMs {
 			_, body, err := s.read(name, key) // a small file: read under the lock
-			var commit struct {
-				Offset   int64   `json:"offset"`
-				Metadata *string `json:"metadata"`
-			}
-			if err != nil || json.Unmarshal(body, &commit) != nil {
+			if err != nil {
 				continue
 			}
-			cached = committed{meta.ModifiedMs, commit.Offset, commit.Offset}
-			if commit.Metadata != nil {
-				cached.resume = resumeOffset(*commit.Metadata, commit.Offset)
+			read, err := commitRead(body)
+			if err != nil {
+				continue
 			}
+			cached = committed{meta.ModifiedMs, read}
 			s.committed[key] = cached
 		}
 		records := recordsOf(key)
 		current, ok := lowest[records]
 		if !ok {
-			current = groupsRead{cached.offset, cached.resume}
+			current = cached.read
 		}
-		if cached.offset < current.offset {
-			current.offset = cached.offset
+		if cached.read.offset < current.offset {
+			current.offset = cached.read.offset
 		}
-		if cached.resume < current.resume {
-			current.resume = cached.resume
+		if cached.read.resume < current.resume {
+			current.resume = cached.read.resume
 		}
 		lowest[records] = current
 	}
 	return lowest
+}
+
+// commitRead is what a commit object that tansu wrote says the group has read.
+func commitRead(body []byte) (groupsRead, error) {
+	var commit struct {
+		Offset   int64  `json:"offset"`
+		Metadata string `json:"metadata"` // null reads as ""
+	}
+	if err := json.Unmarshal(body, &commit); err != nil {
+		return groupsRead{}, err
+	}
+	return groupsRead{commit.Offset, resumeOffset(commit.Metadata, commit.Offset)}, nil
 }
 
 // resumeOffset is the offset a commit's metadata names with `resume=`, never above the
@@ -697,10 +710,10 @@ func (s *Store) readUpTo(name string, b *bucket, horizonMs int64) map[string]gro
 // string's closing NUL, which tansu keeps.
 func resumeOffset(metadata string, offset int64) int64 {
 	metadata = strings.TrimRight(metadata, "\x00")
-	if !strings.HasPrefix(metadata, "resume=") {
+	if !strings.HasPrefix(metadata, resumePrefix) {
 		return offset
 	}
-	resume, err := strconv.ParseInt(strings.TrimPrefix(metadata, "resume="), 10, 64)
+	resume, err := strconv.ParseInt(strings.TrimPrefix(metadata, resumePrefix), 10, 64)
 	if err != nil || resume < 0 || resume > offset {
 		return offset
 	}

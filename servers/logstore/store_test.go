@@ -383,8 +383,16 @@ func TestRetentionDeletesAtMostLimitPerPass(t *testing.T) {
 
 // commit writes what tansu writes for a consumer group's OffsetCommit.
 func commit(t *testing.T, s *Store, group string, partition, offset int) {
+	commitWith(t, s, group, partition, offset, "")
+}
+
+// commitWith is a commit with metadata, as librdkafka sends it (with a closing NUL).
+func commitWith(t *testing.T, s *Store, group string, partition, offset int, metadata string) {
 	key := fmt.Sprintf("clusters/c/groups/consumers/%s/offsets/t/partitions/%010d.json", group, partition)
-	put(t, s, key, fmt.Sprintf(`{"offset":%d,"leader_epoch":-1,"timestamp":null,"metadata":""}`, offset))
+	if metadata != "" {
+		metadata += `\u0000`
+	}
+	put(t, s, key, fmt.Sprintf(`{"offset":%d,"leader_epoch":-1,"timestamp":null,"metadata":"%s"}`, offset, metadata))
 }
 
 func TestRetentionKeepsWhatAConsumerGroupHasNotRead(t *testing.T) {
@@ -414,20 +422,14 @@ func TestRetentionKeepsWhatAConsumerGroupHasNotRead(t *testing.T) {
 	}
 }
 
-// commitResuming is a commit whose metadata names the offset a restart may read again from.
-func commitResuming(t *testing.T, s *Store, group string, offset, resume int) {
-	key := fmt.Sprintf("clusters/c/groups/consumers/%s/offsets/t/partitions/%010d.json", group, 0)
-	put(t, s, key, fmt.Sprintf(`{"offset":%d,"leader_epoch":-1,"timestamp":null,"metadata":"resume=%d\u0000"}`, offset, resume))
-}
-
 func TestListingsShowWhatGroupsHaveNotReadAndRetentionWhatTheyMayReadAgain(t *testing.T) {
 	s := open(t, t.TempDir(), newClock())
 	for offset := 0; offset < 20; offset += 2 { // ten batches of two records: 0-1, 2-3, ..., 18-19
 		put(t, s, batch(0, offset), "x")
 	}
 	keep := Retention{MaxBatches: ptr(100), KeepRead: ptr(1)}
-	commitResuming(t, s, "a", 15, 7) // read up to 15 (inside 14-15); a restart reads from 7
-	commitResuming(t, s, "b", 19, 11)
+	commitWith(t, s, "a", 0, 15, "resume=7") // read up to 15 (inside 14-15); a restart reads from 7
+	commitWith(t, s, "b", 0, 19, "resume=11")
 	if n := expire(t, s, keep, expireLimit); n != 3 { // 0-1, 2-3 and 4-5: 6-7 holds 7
 		t.Fatalf("deleted %d", n)
 	}
@@ -440,11 +442,11 @@ func TestListingsShowWhatGroupsHaveNotReadAndRetentionWhatTheyMayReadAgain(t *te
 	if _, body, err := s.Get("b", batch(0, 8)); err != nil || string(body) != "x" { // still readable
 		t.Fatalf("%q %v", body, err)
 	}
-	commitResuming(t, s, "b", 20, 11) // moving on changes nothing before the next pass
+	commitWith(t, s, "b", 0, 20, "resume=11") // moving on changes nothing before the next pass
 	if first := keys(t, s, records(0))[0]; first != batch(0, 14) {
 		t.Fatalf("first %s", first)
 	}
-	commitResuming(t, s, "a", 7, 7) // "a" restarted from its snapshot: listed again at once
+	commitWith(t, s, "a", 0, 7, "resume=7") // "a" restarted from its snapshot: listed again at once
 	if first := keys(t, s, records(0))[0]; first != batch(0, 6) {
 		t.Fatalf("first %s", first)
 	}
@@ -454,8 +456,8 @@ func TestListingsShowWhatGroupsHaveNotReadAndRetentionWhatTheyMayReadAgain(t *te
 	if first := keys(t, s, records(0))[0]; first != batch(0, 6) {
 		t.Fatalf("first %s", first)
 	}
-	commitResuming(t, s, "a", 20, 20)
-	commitResuming(t, s, "b", 20, 20)
+	commitWith(t, s, "a", 0, 20, "resume=20")
+	commitWith(t, s, "b", 0, 20, "resume=20")
 	expire(t, s, keep, expireLimit)
 	if got := keys(t, s, records(0)); !reflect.DeepEqual(got, []string{batch(0, 18)}) {
 		t.Fatalf("listed %v", got) // all read: the newest KeepRead batches stay listed
