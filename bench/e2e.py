@@ -4,8 +4,10 @@
 
 Starts `driftline up` in a temporary folder on free ports (two TF-IDF models), then prints:
 1. idle: CPU and RSS per process with no traffic;
-2. floors, measured in the same run: `GET /health` (the gateway's HTTP alone), closed loop, and a
-   bare Kafka produce -> consume round trip on the same broker;
+2. floors, measured in the same run: `GET /health` (the gateway's HTTP alone), closed loop; a
+   bare Kafka produce -> consume round trip on the same broker; and the request path's two
+   broker hops alone at 200/s (`bench.harness.kafka_relay_ms`), which the 200/s Poisson row's
+   p99 is set against;
 3. `POST /inference` closed loop with 8, 32, 64 and 128 clients, against the HTTP floor;
 4. `POST /inference` at fixed offered rates (open loop): 100, 200, 500, 1,000, 2,000 /s from
    `hey`, and first 100 and 200 /s arriving as a Poisson process (`wrk`, `bench/poisson.lua`),
@@ -36,12 +38,22 @@ from bench.harness import (
     Stack,
     cpu_per_process,
     hey,
+    kafka_relay_ms,
     kafka_round_trip_ms,
     poisson,
     rss_per_process,
 )
 
 TEXT = "what a lovely day for a walk in the park"
+RELAYED = 200
+"""Requests/s of the bare two-hop floor, and of the Poisson row set against it: each request
+crosses the broker twice (to the inference flow, back to the gateway)."""
+
+
+def latencies(milliseconds: list[float], seconds: float) -> Load:
+    """A `Load` of latencies measured outside hey (every one answered)."""
+    p50, p99 = (statistics.quantiles(milliseconds, n=100)[i] for i in (49, 98))
+    return Load(len(milliseconds) / seconds, p50, p99, {"200": len(milliseconds)})
 
 
 def row(label: str, load: Load, floor: Load | None = None) -> str:
@@ -112,17 +124,22 @@ def run(stack: Stack, seconds: float) -> None:
     floor = hey(f"{url}/health", seconds, 32)
     print(row("GET /health, 32 clients", floor))
     fetch_wait = int(stack.env.get("DRIFTLINE_FETCH_WAIT_MS", "50"))
-    kafka = kafka_round_trip_ms(stack.env["DRIFTLINE_BROKERS"], fetch_wait)
+    brokers = stack.env["DRIFTLINE_BROKERS"]
+    kafka = kafka_round_trip_ms(brokers, fetch_wait)
     print(f"  bare Kafka round trip, one at a time  p50 {statistics.median(kafka):6.1f} ms")
+    relay = latencies(kafka_relay_ms(brokers, fetch_wait, RELAYED, seconds), seconds)
+    print(row(f"bare Kafka, two hops, {RELAYED}/s Poisson", relay))
 
     print("POST /inference, closed loop")
     for clients in (8, 32, 64, 128):
         load = hey(f"{url}/inference", seconds, clients, body)
         print(row(f"{clients} clients", load, floor))
     print("POST /inference, Poisson arrivals (wrk, 2 connections per request/s)")
-    for rate in (100, 200):
+    for rate in (100, RELAYED):
         before = stack.logstore_counts()
-        print(row(f"{rate:,}/s offered", poisson(f"{url}/inference", rate, seconds, body)))
+        load = poisson(f"{url}/inference", rate, seconds, body)
+        beside = f"  (p99 {load.p99_ms / relay.p99_ms:.1f}x two hops)" if rate == RELAYED else ""
+        print(row(f"{rate:,}/s offered", load) + beside)
         print(broker_cost(before, stack.logstore_counts(), seconds))
     print("POST /inference, open loop (offered rate)")
     for rate in (100, 200, 500, 1000, 2000):

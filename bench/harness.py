@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import signal
 import subprocess
@@ -259,30 +260,119 @@ def poisson(url: str, rate: float, seconds: float, body: str, seed: int = 0) -> 
     )
 
 
+def kafka_relay_ms(
+    brokers: str, fetch_wait_ms: int, rate: float, seconds: float, seed: int = 0
+) -> list[float]:
+    """Bare Kafka, the request path's two hops without HTTP, Bytewax or a model: messages at
+    `rate`/s (Poisson) to one topic, a relay that consumes each and produces it to a second,
+    and a reader of the second; milliseconds from the first produce to the last consume.
+    Producers batch for 2 ms and readers commit every 0.5 s, as the stack's do."""
+    from confluent_kafka import Producer
+
+    hops = ("bench.relay.in", "bench.relay.out")
+    _topics(brokers, hops)
+    config = {"bootstrap.servers": brokers, "linger.ms": 2, "acks": "all"}
+    producer, relayed = Producer(config), Producer(config)
+    relay_in, relay_out = (_Reader(brokers, topic, fetch_wait_ms) for topic in hops)
+    sending, sent, stop = threading.Event(), [0], threading.Event()
+
+    def send() -> None:
+        arrivals = random.Random(seed)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            producer.produce(hops[0], str(time.perf_counter()).encode())
+            producer.poll(0)
+            sent[0] += 1
+            time.sleep(arrivals.expovariate(rate))
+        producer.flush(10)
+        sending.set()
+
+    def relay() -> None:
+        while not stop.is_set():
+            for msg in relay_in.take():
+                relayed.produce(hops[1], msg.value())
+            relayed.poll(0)
+        relayed.flush(10)
+
+    threads = [threading.Thread(target=send), threading.Thread(target=relay)]
+    for thread in threads:
+        thread.start()
+    out: list[float] = []
+    deadline = time.monotonic() + seconds + 10
+    while not (sending.is_set() and len(out) >= sent[0]) and time.monotonic() < deadline:
+        taken = relay_out.take()
+        now = time.perf_counter()
+        out += [(now - float(msg.value() or b"0")) * 1000 for msg in taken]
+    stop.set()
+    for thread in threads:
+        thread.join()
+    relay_in.close()
+    relay_out.close()
+    return out
+
+
+def _topics(brokers: str, names: tuple[str, ...]) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": brokers})
+    missing = [NewTopic(n, 1, 1) for n in names if n not in admin.list_topics(timeout=5).topics]
+    for future in admin.create_topics(missing).values() if missing else ():
+        future.result(10)
+
+
+class _Reader:
+    """A consumer of one topic's one partition, past what earlier runs left, that commits its
+    position every 0.5 s like the flows (the log store then lists only what is unread)."""
+
+    COMMIT_EVERY = 0.5
+
+    def __init__(self, brokers: str, topic: str, fetch_wait_ms: int) -> None:
+        from confluent_kafka import Consumer, TopicPartition
+
+        self._topic, self._position, self._committed = topic, 0, time.monotonic()
+        self._consumer = Consumer(
+            {"bootstrap.servers": brokers, "group.id": "bench", "fetch.wait.max.ms": fetch_wait_ms}
+        )
+        self._consumer.assign([TopicPartition(topic, 0, 0)])
+        while self.take(wait=0.5):
+            pass
+
+    def take(self, wait: float = 0.1) -> list[Any]:
+        """What is there now, after waiting up to `wait` for the first (`consume(n, timeout)`
+        alone would hold the first until n arrive or the timeout passes)."""
+        from confluent_kafka import TopicPartition
+
+        first = self._consumer.poll(wait)
+        taken = [] if first is None else [first, *self._consumer.consume(499, 0)]
+        taken = [msg for msg in taken if msg.error() is None]
+        if taken:
+            self._position = taken[-1].offset() + 1
+        if time.monotonic() - self._committed > self.COMMIT_EVERY and self._position:
+            offsets = [TopicPartition(self._topic, 0, self._position)]
+            self._consumer.commit(offsets=offsets, asynchronous=True)
+            self._committed = time.monotonic()
+        return taken
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
 def kafka_round_trip_ms(brokers: str, fetch_wait_ms: int, n: int = 200) -> list[float]:
     """Bare Kafka: produce one message and consume it back, `n` times, on a topic of its own,
     with the consumers' fetch wait of the stack."""
-    from confluent_kafka import Consumer, Producer, TopicPartition
-    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka import Producer
 
     topic = "bench.round-trip"
-    admin = AdminClient({"bootstrap.servers": brokers})
-    if topic not in admin.list_topics(timeout=5).topics:
-        admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(10)
+    _topics(brokers, (topic,))
     producer = Producer({"bootstrap.servers": brokers, "linger.ms": 0})
-    consumer = Consumer(
-        {"bootstrap.servers": brokers, "group.id": "bench", "fetch.wait.max.ms": fetch_wait_ms}
-    )
-    consumer.assign([TopicPartition(topic, 0, 0)])
-    while consumer.poll(0.5) is not None:  # read what earlier runs left
-        pass
+    consumer = _Reader(brokers, topic, fetch_wait_ms)
     out = []
     for _ in range(n):
         marker = uuid.uuid4().bytes
         started = time.perf_counter()
         producer.produce(topic, marker)
         producer.flush()
-        while (msg := consumer.poll(1.0)) is None or msg.value() != marker:
+        while not any(msg.value() == marker for msg in consumer.take(wait=1.0)):
             pass
         out.append((time.perf_counter() - started) * 1000)
     consumer.close()
