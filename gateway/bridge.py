@@ -81,7 +81,11 @@ class KafkaBridge:
         timeout_ms = int(self._settings.gateway.publish_timeout * 1000)
         return Producer(
             producer_config(self._settings)
-            | {"message.timeout.ms": timeout_ms, "error_cb": self._on_client_error}
+            | {
+                "message.timeout.ms": timeout_ms,
+                "error_cb": self._on_client_error,
+                "linger.ms": self._settings.gateway.linger_ms,
+            }
         )
 
     # -- lifecycle ---------------------------------------------------------------------------
