@@ -266,7 +266,7 @@ def kafka_relay_ms(
     """Bare Kafka, the request path's two hops without HTTP, Bytewax or a model: messages at
     `rate`/s (Poisson) to one topic, a relay that consumes each and produces it to a second,
     and a reader of the second; milliseconds from the first produce to the last consume.
-    Producers batch for 2 ms and readers commit every 0.5 s, as the stack's do."""
+    Producers batch for 2 ms and readers commit every 0.5 s, as the flows' do."""
     from confluent_kafka import Producer
 
     hops = ("bench.relay.in", "bench.relay.out")
