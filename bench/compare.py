@@ -17,12 +17,10 @@ import argparse
 import json
 import shutil
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 from bench.e2e import TEXT, broker_cost
-from bench.harness import Stack, cpu_per_process, hey, poisson
+from bench.harness import Stack, cpu_meanwhile, hey, poisson, warm_up
 
 SHOWN_PROCESSES = 4
 """Processes named in a row, the busiest first."""
@@ -44,27 +42,20 @@ def arm(spec: str) -> dict[str, str]:
     return dict(pairs)
 
 
-def sample(into: dict[str, float], processes: dict[str, int], seconds: float) -> None:
-    into.update(cpu_per_process(processes, seconds))
-
-
 def measure(label: str, env: dict[str, str], rate: float, seconds: float, runs: int) -> None:
     home = Path(tempfile.mkdtemp(prefix="driftline-compare-"))
     stack = Stack(home, {"DRIFTLINE_RETRAIN_METRICS": "", **env})
     stack.start()
     try:
         url, body = stack.url, json.dumps({"data": TEXT})
-        hey(f"{url}/inference", 5, 8, body)  # warm up: models loaded, connections open
-        time.sleep(10)  # let the monitor and the lake writer go quiet
+        warm_up(stack, body)
         processes = stack.processes()
         for run in range(runs):
-            cpu: dict[str, float] = {}
-            sampler = threading.Thread(target=sample, args=(cpu, processes, seconds * 0.8))
-            sampler.start()
+            measured = cpu_meanwhile(processes, seconds * 0.8)
             before = stack.logstore_counts()
             load = poisson(f"{url}/inference", rate, seconds, body, seed=run)
             cost = broker_cost(before, stack.logstore_counts(), seconds).strip()
-            sampler.join()
+            cpu = measured()
             busiest = sorted(cpu.items(), key=lambda kv: -kv[1])[:SHOWN_PROCESSES]
             top = ", ".join(f"{name} {100 * share:.0f}" for name, share in busiest)
             print(

@@ -28,7 +28,6 @@ import shutil
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -36,12 +35,14 @@ from pathlib import Path
 from bench.harness import (
     Load,
     Stack,
+    cpu_meanwhile,
     cpu_per_process,
     hey,
     kafka_relay_ms,
     kafka_round_trip_ms,
     poisson,
     rss_per_process,
+    warm_up,
 )
 
 TEXT = "what a lovely day for a walk in the park"
@@ -114,8 +115,7 @@ def main() -> None:
 
 def run(stack: Stack, seconds: float) -> None:
     url, body = stack.url, json.dumps({"data": TEXT})
-    hey(f"{url}/inference", 5, 8, body)  # warm up: models loaded, connections open
-    time.sleep(10)  # let the monitor and the lake writer go quiet
+    warm_up(stack, body)
     processes = stack.processes()
     per_process("idle CPU, % of a core (20 s)", cpu_per_process(processes, 20), "%", 100)
     per_process("idle RSS, MiB", rss_per_process(processes), "MiB")
@@ -150,12 +150,9 @@ def run(stack: Stack, seconds: float) -> None:
     print("POST /inferences, 100 texts a call, closed loop with 8 clients")
     tag = uuid.uuid4().hex
     batch = json.dumps({"items": [{"data": f"{tag} {TEXT} {i}"} for i in range(100)]})
-    cpu: dict[str, float] = {}
-    sampler = threading.Thread(target=lambda: cpu.update(cpu_per_process(processes, seconds * 0.8)))
-    sampler.start()
+    cpu = cpu_meanwhile(processes, seconds * 0.8)
     load = hey(f"{url}/inferences", seconds, 8, batch)
     answered = time.monotonic()
-    sampler.join()
     texts = int(load.rps * seconds) * 100  # calls answered x texts a call (approximately)
     print(row("calls", load))
     print(f"  texts scored: {load.rps * 100:,.0f}/s")
@@ -165,7 +162,7 @@ def run(stack: Stack, seconds: float) -> None:
         f"  lake: {lake_count(stack, tag):,} of ~{texts:,} texts stored "
         f"{time.monotonic() - answered:.1f} s after the last answer"
     )
-    per_process("CPU under the batch load, % of a core", cpu, "%", 100)
+    per_process("CPU under the batch load, % of a core", cpu(), "%", 100)
     per_process("RSS under load, MiB", rss_per_process(processes), "MiB")
 
 

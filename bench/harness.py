@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -159,6 +160,20 @@ def cpu_per_process(processes: dict[str, int], seconds: float) -> dict[str, floa
     }
 
 
+def cpu_meanwhile(processes: dict[str, int], seconds: float) -> Callable[[], dict[str, float]]:
+    """Start measuring `cpu_per_process` over the next `seconds` on a thread of its own, while
+    the caller drives a load; the function returned waits for the figures."""
+    cpu: dict[str, float] = {}
+    sampler = threading.Thread(target=lambda: cpu.update(cpu_per_process(processes, seconds)))
+    sampler.start()
+
+    def result() -> dict[str, float]:
+        sampler.join()
+        return cpu
+
+    return result
+
+
 def rss_per_process(processes: dict[str, int]) -> dict[str, float]:
     """Resident memory of each process, in MiB."""
     out = {}
@@ -260,6 +275,13 @@ def poisson(url: str, rate: float, seconds: float, body: str, seed: int = 0) -> 
     )
 
 
+def warm_up(stack: Stack, body: str) -> None:
+    """A few requests (models loaded, connections open), then quiet until the monitor and the
+    lake writer are done with them."""
+    hey(f"{stack.url}/inference", 5, 8, body)
+    time.sleep(10)
+
+
 def kafka_relay_ms(
     brokers: str, fetch_wait_ms: int, rate: float, seconds: float, seed: int = 0
 ) -> list[float]:
@@ -274,15 +296,17 @@ def kafka_relay_ms(
     config = {"bootstrap.servers": brokers, "linger.ms": 2, "acks": "all"}
     producer, relayed = Producer(config), Producer(config)
     relay_in, relay_out = (_Reader(brokers, topic, fetch_wait_ms) for topic in hops)
-    sending, sent, stop = threading.Event(), [0], threading.Event()
+    sending, stop = threading.Event(), threading.Event()
+    sent = 0
 
     def send() -> None:
+        nonlocal sent
         arrivals = random.Random(seed)
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             producer.produce(hops[0], str(time.perf_counter()).encode())
             producer.poll(0)
-            sent[0] += 1
+            sent += 1
             time.sleep(arrivals.expovariate(rate))
         producer.flush(10)
         sending.set()
@@ -299,7 +323,7 @@ def kafka_relay_ms(
         thread.start()
     out: list[float] = []
     deadline = time.monotonic() + seconds + 10
-    while not (sending.is_set() and len(out) >= sent[0]) and time.monotonic() < deadline:
+    while not (sending.is_set() and len(out) >= sent) and time.monotonic() < deadline:
         taken = relay_out.take()
         now = time.perf_counter()
         out += [(now - float(msg.value() or b"0")) * 1000 for msg in taken]
