@@ -8,7 +8,8 @@ version and window slide) and `monitoring.alerts`. Steps:
 1. `parse`: invalid messages become dead letters; probes and results with an error are skipped.
 2. `features`: per micro-batch, each model computes the feature rows of its results in one
    call and calibrates their probabilities, once per event: no window emission re-embeds.
-3. `window`: keyed by `name/version`, a `ModelWindow` (`driftline.monitoring.window`) per model.
+3. `window`: keyed by `name/version`, a `ModelWindow` (`driftline.monitoring.window`) per model;
+   its snapshots leave the events out: they go to a journal (`flows.journal`).
 4. `share`: on one key, each report's share of all models' traffic (`driftline.monitoring.share`).
 
 Why a custom `StatefulBatchLogic` and not Bytewax's `SlidingWindower`: the windower hands each
@@ -20,9 +21,11 @@ whose accumulators take an event in when it arrives and out when the window slid
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TypeGuard, cast
 
 import bytewax.operators as op
@@ -52,6 +55,7 @@ from driftline.topics import (
     ModelRef,
 )
 from flows import metrics as flow_metrics
+from flows.journal import Journal
 from flows.metrics import EMISSION
 from flows.wiring import Outgoing, Parsed, configured, consume, publish_all, settled, to_deadletter
 
@@ -140,15 +144,31 @@ class WindowLogic(StatefulBatchLogic):
         settings: Settings,
         resume: dict[str, Any] | None,
         clock: Clock = wall_clock,
+        journals: Path | None = None,
     ) -> None:
+        """`journals`: the folder of the windows' event journals (`flows.journal`), the flow's
+        recovery directory; None: the events go into each snapshot."""
         self._references = references
         self._config = (settings.monitor, settings.alerts, settings.models.threshold)
         self._clock = clock
+        self._journals = journals
+        self._journal: Journal | None = None
         self.window: ModelWindow | None = None
         self.retrain = RetrainPolicy(settings.retrain, clock, resume and resume.get("retrain"))
         if resume is not None:
-            reference = references(*resume["model"])
-            self.window = ModelWindow.from_state(resume, reference, *self._config, clock)
+            model = ModelRef(name=resume["model"][0], version=resume["model"][1])
+            events = []
+            if "journal" in resume:  # else a snapshot with its events, or without journals
+                events = self._journal_of(model).resume(resume["journal"])
+            reference = references(model.name, model.version)
+            self.window = ModelWindow.from_state(resume, reference, *self._config, clock, events)
+
+    def _journal_of(self, model: ModelRef) -> Journal:
+        if self._journal is None:
+            if self._journals is None:
+                raise RuntimeError("a snapshot names a journal, and there is no recovery directory")
+            self._journal = Journal(self._journals, model.key)
+        return self._journal
 
     def _window(self, model: ModelRef) -> ModelWindow:
         if self.window is None:
@@ -202,7 +222,13 @@ class WindowLogic(StatefulBatchLogic):
     def snapshot(self) -> dict[str, Any] | None:
         if self.window is None:
             return None
-        return self.window.to_state() | {"retrain": self.retrain.to_state()}
+        w = self.window
+        state = w.to_state(events=self._journals is None) | {"retrain": self.retrain.to_state()}
+        if self._journals is not None:
+            live = len(w.window) + len(w.pending)
+            journal = self._journal_of(w.model)
+            state["journal"] = journal.save(w.changed_events(), live, w.live_events)
+        return state
 
 
 def _timed(out: Output, started: float) -> Output:
@@ -280,9 +306,12 @@ def build(
     s: Settings,
     references: ReferenceProvider | None = None,
     featurize: Featurizer | None = None,
+    journals: Path | None = None,
 ) -> Dataflow:
     """The monitor dataflow; `references` and `featurize` default to the registered models',
-    fetched by a child process so that the monitor never imports MLflow (`models.fetch`)."""
+    fetched by a child process so that the monitor never imports MLflow (`models.fetch`).
+    `journals`: where the windows keep their events (the recovery directory), else in each
+    snapshot."""
     if references is None or featurize is None:
         from models.fetch import FetchedVersions
 
@@ -297,7 +326,9 @@ def build(
     enriched = op.flat_map_batch("features", wanted, Enricher(provide, featurize))
     split = op.branch("enriched", enriched, _is_dead_letter)
     keyed = op.key_on("by_model", cast(Stream[Parsed | Event], split.falses), _key)
-    windows = op.stateful_batch("window", keyed, lambda resume: WindowLogic(provide, s, resume))
+    windows = op.stateful_batch(
+        "window", keyed, lambda resume: WindowLogic(provide, s, resume, journals=journals)
+    )
     outputs = op.branch("for_share", op.map("unkey", windows, lambda kv: kv[1]), _for_share)
     shares = op.stateful_batch(
         "share",
@@ -317,4 +348,5 @@ def flow() -> Dataflow:
     either is imported, 60 MB less (`driftline.imports`).
     """
     keep_out("pandas", "pyarrow")
-    return settled(build(configured()))
+    recovery = os.environ.get("BYTEWAX_RECOVERY_DIRECTORY")
+    return settled(build(configured(), journals=Path(recovery) if recovery else None))

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,6 +148,8 @@ class ModelWindow:
         """Heap of (time, id) over window and pending events, oldest first, for eviction."""
         self.early_feedback: dict[str, tuple[float, int, float]] = {}
         """Feedback whose result has not arrived yet: id -> (time, count, mean)."""
+        self._changed: dict[str, Event] = {}
+        """Live events accepted or given feedback since the last snapshot (`changed_events`)."""
         self.end: float | None = None
         """End of the open window; None before the first result."""
         self.event_clock = Watermark(config.lateness_seconds, config.idle_seconds)
@@ -195,6 +198,7 @@ class ModelWindow:
         if early is not None:
             _, event.feedback_count, event.feedback_mean = early
         heapq.heappush(self._queue, (event.time, event.inference_id))
+        self._changed[event.inference_id] = event
         if event.time < self.end:
             self._enter(event)
         else:
@@ -222,6 +226,7 @@ class ModelWindow:
         if in_window and event.feedback_mean is not None:
             self.feedback.remove(event.p, event.label, event.feedback_mean)
         event.feedback_count, event.feedback_mean = count, mean
+        self._changed[key] = event
         if in_window:
             self.feedback.update(event.p, event.label, mean)
         # The error stream: one minus the reward of the mean feedback, on the window the event
@@ -242,6 +247,7 @@ class ModelWindow:
             self.feedback.update(event.p, event.label, event.feedback_mean)
 
     def _leave(self, event: Event) -> None:
+        self._changed.pop(event.inference_id, None)
         # An event that leaves before any emission mapped it never entered the MMD.
         if self._unmapped.pop(event.inference_id, None) is None:
             self.mmd.remove(self._z.pop(event.inference_id))
@@ -288,10 +294,7 @@ class ModelWindow:
         # In event-time order, so a window re-emitted after a replay gets the same sample.
         drift = self.domain.run(
             window_seed(self.model.name, self.model.version, self.end),
-            lambda: [
-                e.features
-                for e in sorted(self.window.values(), key=lambda e: (e.time, e.inference_id))
-            ],
+            lambda: [e.features for e in sorted(self.window.values(), key=_order)],
         )
         self._map_entered()
         estimated = self.cbpe.estimate()
@@ -322,16 +325,17 @@ class ModelWindow:
 
     # ---- recovery ------------------------------------------------------------------------
 
-    def to_state(self) -> dict[str, Any]:
+    def to_state(self, events: bool = True) -> dict[str, Any]:
         """Plain data for a Bytewax snapshot (the reference is reloaded, not snapshotted).
 
         The MMD sum is not in it: like the eviction heap it is derived from the events, which
-        `from_state` maps again (in one batch, at the next emission).
+        `from_state` maps again (in one batch, at the next emission). With `events=False` the
+        events are left out too: the caller keeps them itself, from `changed_events`, and
+        hands them back to `from_state` (a window of an hour holds ~1M events at 300/s, too
+        many to pickle every second).
         """
-        return {
+        state = {
             "model": (self.model.name, self.model.version),
-            "window": [e.state() for e in self.window.values()],
-            "pending": [e.state() for e in self.pending.values()],
             "early_feedback": dict(self.early_feedback),
             "end": self.end,
             **self.event_clock.to_state(),
@@ -341,6 +345,23 @@ class ModelWindow:
             "feedback": self.feedback.to_state(),
             **self.policy.to_state(),
         }
+        if events:
+            self._changed = {}
+            state["window"] = [e.state() for e in self.window.values()]
+            state["pending"] = [e.state() for e in self.pending.values()]
+        return state
+
+    def changed_events(self) -> list[tuple]:
+        """The state of each live event accepted or given feedback since the last `to_state`
+        or `changed_events`: what an append-only copy of the events needs to stay current
+        (the latest state of an id wins; events older than the window's start are gone)."""
+        changed = [e.state() for e in self._changed.values()]
+        self._changed = {}
+        return changed
+
+    def live_events(self) -> list[tuple]:
+        """The state of every event in the window or pending, for a fresh copy."""
+        return [e.state() for e in (*self.window.values(), *self.pending.values())]
 
     @classmethod
     def from_state(
@@ -351,19 +372,30 @@ class ModelWindow:
         alerts: AlertSettings,
         threshold: float,
         clock: Clock = wall_clock,
+        events: Iterable[tuple] = (),
     ) -> ModelWindow:
-        """Rebuild from `to_state()` with the model's reference, resumed at `clock()`."""
+        """Rebuild from `to_state()` with the model's reference, resumed at `clock()`. A state
+        without its events takes them from `events`: event states in the order they changed
+        (the latest of an id wins), of which those before the window's start have left it and
+        those from its end on are pending."""
         name, version = state["model"]
         model = ModelRef(name=name, version=version)
         w = cls(model, reference, config, alerts, threshold, clock)
-        w.window = {s[0]: Event(*s) for s in state["window"]}
+        w.end = state["end"]
+        if "window" in state:
+            w.window = {s[0]: Event(*s) for s in state["window"]}
+            w.pending = {s[0]: Event(*s) for s in state["pending"]}
+        elif w.end is not None:
+            latest = {s[0]: s for s in events}
+            start, end = w._start(), w.end
+            live = sorted((Event(*s) for s in latest.values() if s[1] >= start), key=_order)
+            w.window = {e.inference_id: e for e in live if e.time < end}
+            w.pending = {e.inference_id: e for e in live if e.time >= end}
         w._unmapped = dict(w.window)
-        w.pending = {s[0]: Event(*s) for s in state["pending"]}
         w._queue = sorted(
             (e.time, e.inference_id) for e in (*w.window.values(), *w.pending.values())
         )
         w.early_feedback = dict(state["early_feedback"])
-        w.end = state["end"]
         w.event_clock = Watermark(config.lateness_seconds, config.idle_seconds, state)
         w.event_clock.resume(clock())
         w.domain.emissions = state["emissions"]
@@ -372,3 +404,8 @@ class ModelWindow:
         w.feedback = FeedbackMetrics.from_state(state["feedback"])
         w.policy = AlertPolicy(model, alerts, config, w.reference_f1, clock, state)
         return w
+
+
+def _order(event: Event) -> tuple[float, str]:
+    """Event-time order, ties by id: the same on every replay."""
+    return event.time, event.inference_id

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pickle
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ from driftline.monitoring.reference import Reference
 from driftline.monitoring.share import Tick
 from driftline.monitoring.window import Event
 from driftline.topics import DeadLetter, DriftReport, InferenceResult, Labeled, ModelRef
+from flows import journal
 from flows.monitor import Enricher, ShareLogic, WindowLogic, monitored
 from flows.wiring import Parsed
 from tests.unit.monitor_support import flow_settings
@@ -210,3 +213,66 @@ def test_a_restart_does_not_count_downtime_as_idleness() -> None:
     assert [o.time for o in outputs if isinstance(o, Tick)] == [7]
     share = ShareLogic(config, ShareLogic(config, None, clock=Clock(1000.0)).snapshot(), clock)
     assert share.share.event_clock.seen_at == 5030.0
+
+
+def feedback_on(scored: Parsed[InferenceResult], score: float) -> Parsed[Labeled]:
+    m = scored.message
+    message = Labeled(
+        inference_id=m.inference_id,
+        created_at=m.created_at,
+        model=m.model,
+        prediction=m.prediction,
+        label=m.label,
+        feedback=[score],
+        feedback_mean=score,
+        updated_at=m.created_at,
+    )
+    return Parsed(message, "inference.labeled", 0, 0)
+
+
+def copied(batch: list[Parsed | Event]) -> list[Parsed | Event]:
+    """Events are the window's own (feedback changes them): one copy per window."""
+    return [Event(**vars(v)) if isinstance(v, Event) else v for v in batch]
+
+
+def test_journaled_windows_resume_like_windows_snapshotted_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a recovery directory the window's events go to a journal, not into each
+    snapshot. Resumed from either of the last two snapshots after the journal went on (a crash
+    before Bytewax stored the newest), and across rewrites, a window goes on exactly as one
+    resumed from a snapshot that holds its events."""
+    monkeypatch.setattr(journal, "MIN_REWRITE", 30)
+    monkeypatch.setattr(journal, "REWRITE_EVERY", 2)
+    config = flow_settings(length=4, slide=2, lateness=1)
+    clock, enrich, rng = Clock(1000.0), ones_enricher(), np.random.default_rng(3)
+    batches: list[list[Parsed | Event]] = []
+    scored: list[Parsed[InferenceResult]] = []
+    for second in range(40):  # feedback a second later, on results already in the window
+        feedback = [feedback_on(s, float(rng.integers(2))) for s in scored[:3]]
+        scored = [result(second + i / 8, float(rng.uniform())) for i in range(8)]
+        batches.append([*enrich(scored), *feedback])
+
+    def logic(resume: dict | None, journals: Path | None = None) -> WindowLogic:
+        return WindowLogic(lambda n, v: REF, config, resume, clock=clock, journals=journals)
+
+    for back in (1, 2):  # resumed from the newest snapshot, or the one before
+        folder = tmp_path / str(back)
+        folder.mkdir()
+        journaled, whole = logic(None, folder), logic(None)
+        snapshots = []
+        for batch in batches[:30]:
+            assert journaled.on_batch(copied(batch)) == whole.on_batch(copied(batch))
+            snapshots.append((pickle.loads(pickle.dumps(journaled.snapshot())), whole.snapshot()))
+        assert "window" not in snapshots[-1][0] and "window" in snapshots[-1][1]
+        assert snapshots[-1][0]["journal"][0] >= 3  # rewritten several times
+        assert len(list(folder.glob("*.journal"))) == 2  # this generation and the one before
+
+        state, state_whole = snapshots[-back]
+        resumed, expected = logic(state, folder), logic(state_whole)
+        for batch in batches[30 - back + 1 :]:
+            assert resumed.on_batch(copied(batch)) == expected.on_batch(copied(batch))
+            state = pickle.loads(pickle.dumps(resumed.snapshot()))
+        again = logic(state, folder)
+        assert again.window and expected.window
+        assert sorted(again.window.live_events()) == sorted(expected.window.live_events())
