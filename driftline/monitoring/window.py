@@ -69,7 +69,8 @@ class Event:
     """One scored inference as the window keeps it (plain data, so it snapshots as is).
 
     `features` is the model's feature row, encoded once by `rows.encode_row`; `origin` is
-    whatever the caller needs to dead-letter a rejected event and is never snapshotted.
+    whatever the caller needs to dead-letter a rejected event: never snapshotted, and dropped
+    when the window accepts the event (kept, it would stay for the window's length).
     """
 
     inference_id: str
@@ -194,6 +195,7 @@ class ModelWindow:
                 f"{'watermark' if floor == self.watermark else 'open window start'} "
                 f"{floor:.3f}s (allowed lateness {self.config.lateness_seconds:g}s)"
             )
+        event.origin = None  # only a rejected event needs it (a parsed result: ~2.4 KB)
         early = self.early_feedback.pop(event.inference_id, None)
         if early is not None:
             _, event.feedback_count, event.feedback_mean = early

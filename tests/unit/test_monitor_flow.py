@@ -89,14 +89,16 @@ def test_window_logic_emits_dead_letters_for_late_results_and_resumes() -> None:
     early = Parsed(labeled(6), "inference.labeled", 0, 0)
     assert logic.on_batch([early]) == ([], WindowLogic.DISCARD)  # before any result: no window
     # One micro-batch out of event-time order (partitions interleaved): sorted before use.
-    batch = enrich([result(t, p) for t, p in [(7, 0.4), (1, 0.9), (3, 0.6), (2, 0.2)]])
+    scored = [result(t, p) for t, p in [(7, 0.4), (1, 0.9), (3, 0.6), (2, 0.2)]]
+    batch = enrich(scored)
     assert all(isinstance(e, Event) for e in batch)
     outputs, retain = logic.on_batch(batch)
     assert retain == WindowLogic.RETAIN
+    assert all(e.origin is None for e in batch)  # accepted: the window keeps no message
     [report] = [o for o in outputs if isinstance(o, DriftReport)]
     assert (report.window_end.timestamp(), report.n) == (5.0, 3)
     assert sorted(o.time for o in outputs if isinstance(o, Tick)) == [1, 2, 3, 7]
-    assert logic.on_batch([batch[0]])[0] == []  # a re-delivered result: no tick, no report
+    assert logic.on_batch(enrich(scored[:1]))[0] == []  # re-delivered: no tick, no report
 
     resumed = WindowLogic(lambda n, v: REF, config, logic.snapshot())
     [late] = enrich([result(2.5, 0.5)])
