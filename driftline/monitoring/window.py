@@ -133,10 +133,10 @@ class ModelWindow:
         self.feedback = FeedbackMetrics()
         self.domain = DomainCheck(reference.features, config.domain_rows, config.domain_every)
         self.mmd = reference.feature_mmd.empty()
-        self._z: dict[str, np.ndarray] = {}
-        """Random Fourier features of the window's events that are in `mmd`, by id: what
-        `_leave` removes is exactly what went in (float32, D per event: 1 KB at D = 256; rows
-        of one array per emission batch, freed when the batch's last event leaves)."""
+        self._leaving: dict[float, tuple[np.ndarray, int]] = {}
+        """The MMD sums of the mapped window events by the window end at which they leave:
+        events leave by whole slides, so each slide's go out of `mmd` in one exact subtraction
+        and no event keeps its random Fourier features (D float32: 1 KB at D = 256)."""
         self._unmapped: dict[str, Event] = {}
         """Window events not mapped yet: mapped in one batch at the next emission."""
         self.reference_f1 = reference.f1(threshold)
@@ -250,9 +250,9 @@ class ModelWindow:
 
     def _leave(self, event: Event) -> None:
         self._changed.pop(event.inference_id, None)
-        # An event that leaves before any emission mapped it never entered the MMD.
-        if self._unmapped.pop(event.inference_id, None) is None:
-            self.mmd.remove(self._z.pop(event.inference_id))
+        # An event that leaves before any emission mapped it never entered the MMD; the
+        # mapped ones leave it together (`_leaving`).
+        self._unmapped.pop(event.inference_id, None)
         self.ks.remove(event.p)
         self.cbpe.remove(event.calibrated, event.label)
         if event.feedback_mean is not None:
@@ -269,20 +269,42 @@ class ModelWindow:
             while self._queue and self._queue[0][0] < start:
                 _, key = heapq.heappop(self._queue)
                 self._leave(self.window.pop(key))
+            gone = self._leaving.pop(self.end, None)
+            if gone is not None:
+                self.mmd.remove_sum(gone)
             for key in [k for k, e in self.pending.items() if e.time < self.end]:
                 self._enter(self.pending.pop(key))
             self.early_feedback = {k: v for k, v in self.early_feedback.items() if v[0] >= start}
         return out
 
     def _map_entered(self) -> None:
-        """Add the events that entered since the last emission to the MMD, in one batch."""
+        """Add the events that entered since the last emission to the MMD, in one batch, and
+        to the sums of the slides they leave with."""
         if not self._unmapped:
             return
-        rows = decode_rows([e.features for e in self._unmapped.values()], self.mmd.n_columns)
+        entered = list(self._unmapped.values())
+        rows = decode_rows([e.features for e in entered], self.mmd.n_columns)
         z = self.mmd.features(rows)
         self.mmd.update(z)
-        self._z.update(zip(self._unmapped, z, strict=True))
+        leave_at = self._leaving_ends(np.array([e.time for e in entered]))
+        for end in set(leave_at.tolist()):
+            units, k = self.mmd.sum_of(z[leave_at == end])
+            units_before, k_before = self._leaving.get(end, (0, 0))
+            self._leaving[end] = (units + units_before, k + k_before)
         self._unmapped = {}
+
+    def _leaving_ends(self, times: np.ndarray) -> np.ndarray:
+        """The window end at which each event at `times` leaves: the first one whose start is
+        past it, each end found by adding `slide` as `_advance` does, so that it equals the
+        `end` that `_advance` reaches, float for float."""
+        assert self.end is not None
+        ends: list[float] = []
+        end, latest = self.end, float(times.max())
+        while not ends or ends[-1] - self.config.window_seconds <= latest:
+            end += self.config.slide_seconds
+            ends.append(end)
+        starts = np.array([e - self.config.window_seconds for e in ends])
+        return np.array(ends)[np.searchsorted(starts, times, side="right")]
 
     def events(self) -> list[Event]:
         """The events of the open window (for tests and the benchmark)."""

@@ -241,16 +241,28 @@ class RandomFourierMMD:
 
     def update(self, z: np.ndarray) -> Self:
         """Add an event's z (one row of `features`), or several rows at once."""
-        units, k = self._to_units(z)
+        return self.add_sum(self.sum_of(z))
+
+    def remove(self, z: np.ndarray) -> Self:
+        """Remove z that `update` added earlier (the same values): exact, bit for bit."""
+        return self.remove_sum(self.sum_of(z))
+
+    def sum_of(self, z: np.ndarray) -> tuple[np.ndarray, int]:
+        """What `update(z)` adds: the fixed-point sum of z's rows and their number. Sums add
+        exactly, so a group's sum taken out with `remove_sum` leaves what removing each of its
+        rows would, and nobody need keep the rows."""
+        return self._to_units(z)
+
+    def add_sum(self, total: tuple[np.ndarray, int]) -> Self:
+        units, k = total
         if self.n + k > self.max_n:
             raise ValueError(f"a window of more than {self.max_n} events would overflow")
         self._units += units
         self.n += k
         return self
 
-    def remove(self, z: np.ndarray) -> Self:
-        """Remove z that `update` added earlier (the same values): exact, bit for bit."""
-        units, k = self._to_units(z)
+    def remove_sum(self, total: tuple[np.ndarray, int]) -> Self:
+        units, k = total
         if k > self.n:
             raise ValueError(f"cannot remove {k} events from a window of {self.n}")
         self._units -= units

@@ -183,6 +183,18 @@ def test_every_statistic_matches_brute_force_on_the_same_window(run: tuple) -> N
         assert report.mmd_drift == (report.mmd > report.mmd_threshold)
 
 
+def test_the_mmd_sum_is_exactly_that_of_the_events_in_the_window(run: tuple) -> None:
+    """Events leave the MMD a slide at a time, as sums (no event keeps its features): what is
+    left is, bit for bit, the sum of the events in the window, after many slides with late
+    events."""
+    _, _, _, w = run
+    w._map_entered()
+    rows = decode_rows([e.features for e in w.events()], w.mmd.n_columns)
+    fresh = w.reference.feature_mmd.empty().update(w.mmd.features(rows))
+    assert w.mmd.to_state()["units"] == fresh.to_state()["units"]
+    assert w.mmd.n == len(w.window) == sum(k for _, k in w._leaving.values()) > 100
+
+
 def test_drift_shows_in_ks_and_domain_auc_and_alerts_once_when_crossing(run: tuple) -> None:
     _, reports, _, _ = run
     first, last = reports[5][0], reports[-1][0]
