@@ -3,7 +3,9 @@
     python -m bytewax.run flows.feedback:flow
 
 Both topics are keyed by `inference_id`, so a result and its feedback meet in one partition, and
-the join is a keyed stateful step. Per inference id it holds:
+the join is a keyed stateful step, keyed by the id's shard (`driftline.shards`: an hour of ids
+as Bytewax keys would make each of its timer scans visit 720,000 keys at 200/s). Per inference
+id it holds:
 
 - the result's fields that `Labeled` carries (`Answered`, not the text), for
   `DRIFTLINE_FEEDBACK_TTL_SECONDS` after it arrived (bounded memory);
@@ -16,8 +18,10 @@ unknown id, or one whose result already expired) goes to `deadletter` with the r
 
 The time-to-live runs on processing time (wall clock, so it continues across a restart): feedback
 is a reaction to an answer that was just served, and event time on the feedback topic need not
-advance at all when traffic is quiet. Readiness probes and results without a prediction are
-ignored, and so are shadow arms' results: nobody sees them, so no feedback comes for them.
+advance at all when traffic is quiet. A shard forgets its expired ids in sweeps, at whole
+seconds (`SWEEP_SECONDS`), so all shards wake at the same times. Readiness probes and
+results without a prediction are ignored, and so are shadow arms' results: nobody sees them, so
+no feedback comes for them.
 State is snapshotted by Bytewax recovery, so after a `kill -9` a replayed feedback message is
 recognised by its id and nothing is counted twice.
 """
@@ -25,6 +29,7 @@ recognised by its id and nothing is counted twice.
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from datetime import datetime
 from typing import Any, NamedTuple, Self
@@ -36,6 +41,7 @@ from bytewax.operators import StatefulLogic
 
 from driftline.clock import Clock, as_utc, wall_clock
 from driftline.settings import Settings
+from driftline.shards import shard_of
 from driftline.topics import (
     FEEDBACK,
     LABELED,
@@ -54,19 +60,8 @@ EXPIRED = "no result for this inference id within the feedback time-to-live (unk
 
 
 class InferenceJoin:
-    """The join state of one inference id; pure, driven by processing times in seconds.
-
-    >>> from driftline.clock import utc_now
-    >>> import uuid
-    >>> fb = Feedback(
-    ...     feedback_id=uuid.uuid4(), inference_id=uuid.uuid4(), feedback=1.0, created_at=utc_now()
-    ... )
-    >>> join = InferenceJoin(ttl=60.0)
-    >>> join.on_feedback(Parsed(fb, "inference.feedback", 0, 7), now=0.0)   # early: held
-    []
-    >>> join.expire(now=61.0)[0].message.reason.startswith("no result")
-    True
-    """
+    """The join state of one inference id; pure, driven by processing times in seconds (an
+    example with `JoinShard`)."""
 
     __slots__ = ("deadline", "feedback", "result", "ttl")  # one per id held: 120 bytes less
 
@@ -121,6 +116,93 @@ class InferenceJoin:
                 join.result = Answered.of(join.result)
             join.feedback = list(state["feedback"])
         return join
+
+
+SWEEP_SECONDS = 1
+"""Expired ids are forgotten at the next multiple of this: the shards' timers coincide, and the
+step wakes for them at most once per sweep, not once per id. Sweeping rarer would gather more
+expiries per sweep, and every shard a sweep touches is snapshotted whole in that epoch."""
+
+
+class JoinShard:
+    """The joins of the inference ids of one shard, with one timer: the next sweep due.
+
+    >>> from driftline.clock import utc_now
+    >>> import uuid
+    >>> fb = Feedback(
+    ...     feedback_id=uuid.uuid4(), inference_id=uuid.uuid4(), feedback=1.0, created_at=utc_now()
+    ... )
+    >>> shard = JoinShard(ttl=60.0)
+    >>> shard.on_item(Parsed(fb, "inference.feedback", 0, 7), now=30.5)   # early: held
+    []
+    >>> shard.wake_at()   # its deadline, 90.5 s, rounded up to a sweep
+    91.0
+    >>> [o.message.reason[:9] for o in shard.expire(now=91.0)], shard.joins
+    (['no result'], {})
+    """
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self.joins: dict[str, InferenceJoin] = {}
+        self._earliest: float | None = None
+        """The earliest deadline of the joins held."""
+
+    def on_item(self, parsed: Parsed, now: float) -> list[Outgoing]:
+        message = parsed.message
+        key = str(message.inference_id)
+        join = self.joins.get(key)
+        if join is None:
+            join = self.joins[key] = InferenceJoin(self.ttl)
+        held_until = join.deadline
+        if isinstance(message, InferenceResult):
+            out = join.on_result(message, now)
+        else:
+            out = join.on_feedback(parsed, now)
+        if join.deadline != held_until:  # a new id, or a result after its early feedback
+            assert join.deadline is not None  # set by an id's first message, then only later
+            if held_until == self._earliest:
+                self._find_earliest()
+            elif self._earliest is None or join.deadline < self._earliest:
+                self._earliest = join.deadline
+        return out
+
+    def expire(self, now: float) -> list[Outgoing]:
+        """Forget every expired id; dead letters for the feedback that never met its result."""
+        out = []
+        for key in [k for k, join in self.joins.items() if join.expired(now)]:
+            out += self.joins.pop(key).expire(now)
+        self._find_earliest()
+        return out
+
+    def _find_earliest(self) -> None:
+        deadlines = (j.deadline for j in self.joins.values() if j.deadline is not None)
+        self._earliest = min(deadlines, default=None)
+
+    def wake_at(self) -> float | None:
+        """The first sweep at or after the earliest deadline held."""
+        if self._earliest is None:
+            return None
+        return float(math.ceil(self._earliest / SWEEP_SECONDS) * SWEEP_SECONDS)
+
+    def to_state(self) -> dict[str, Any]:
+        return {key: join.to_state() for key, join in self.joins.items()}
+
+    @classmethod
+    def from_state(cls, ttl: float, state: dict[str, Any] | None) -> Self:
+        shard = cls(ttl)
+        if state is not None and "deadline" in state:  # one id's join, keyed by the id (before
+            join = InferenceJoin.from_state(ttl, state)  # shards): it expires on its old key
+            state = {_id_of(join): state}
+        for key, join_state in (state or {}).items():
+            shard.joins[key] = InferenceJoin.from_state(ttl, join_state)
+        shard._find_earliest()
+        return shard
+
+
+def _id_of(join: InferenceJoin) -> str:
+    if join.result is not None:
+        return join.result.inference_id
+    return str(join.feedback[0].message.inference_id)
 
 
 class Answered(NamedTuple):
@@ -188,38 +270,30 @@ def _dead(parsed: Parsed[Feedback]) -> DeadLetter:
 
 
 class JoinLogic(StatefulLogic[Parsed, Outgoing, dict[str, Any]]):
-    """Thin Bytewax wrapper: the clock's now, a timer at the deadline, snapshot of the state."""
+    """Thin Bytewax wrapper of one shard: the clock's now, a timer at its next sweep, snapshot
+    of the state."""
 
     def __init__(
         self, ttl: float, resume: dict[str, Any] | None, clock: Clock = wall_clock
     ) -> None:
-        self.join = InferenceJoin.from_state(ttl, resume)
+        self.shard = JoinShard.from_state(ttl, resume)
         self.clock = clock
 
     def on_item(self, value: Parsed) -> tuple[list[Outgoing], bool]:
-        now = self.clock()
-        message = value.message
-        if isinstance(message, InferenceResult):
-            out = self.join.on_result(message, now)
-        else:
-            out = self.join.on_feedback(value, now)
-        return out, StatefulLogic.RETAIN
+        return self.shard.on_item(value, self.clock()), StatefulLogic.RETAIN
 
     def on_notify(self) -> tuple[list[Outgoing], bool]:
-        now = self.clock()
-        if not self.join.expired(now):
-            return [], StatefulLogic.RETAIN
-        out = self.join.expire(now)
+        out = self.shard.expire(self.clock())
         if out:
             log.info("feedback expired", extra={"count": len(out)})
-        return out, StatefulLogic.DISCARD
+        return out, StatefulLogic.RETAIN if self.shard.joins else StatefulLogic.DISCARD
 
     def notify_at(self) -> datetime | None:
-        deadline = self.join.deadline
-        return None if deadline is None else as_utc(deadline)
+        wake_at = self.shard.wake_at()
+        return None if wake_at is None else as_utc(wake_at)
 
     def snapshot(self) -> dict[str, Any]:
-        return self.join.to_state()
+        return self.shard.to_state()
 
 
 def joinable(parsed: Parsed) -> bool:
@@ -236,7 +310,9 @@ def build(settings: Settings) -> Dataflow:
     flow = Dataflow("feedback")
     parsed, dead = consume(flow, settings, [RESULTS, FEEDBACK])
     keyed = op.key_on(
-        "key", op.filter("joinable", parsed, joinable), lambda p: str(p.message.inference_id)
+        "key",
+        op.filter("joinable", parsed, joinable),
+        lambda p: str(shard_of(str(p.message.inference_id))),
     )
     ttl = settings.feedback.ttl_seconds
     joined = op.stateful("join", keyed, lambda resume: JoinLogic(ttl, resume))

@@ -32,10 +32,10 @@ True
 
 from __future__ import annotations
 
-import zlib
 from datetime import datetime
 from typing import Any, NamedTuple, Self
 
+from driftline.shards import SHARDS, shard_of
 from driftline.topics import InferenceResult, Labeled, ModelRef
 
 __all__ = [
@@ -49,20 +49,6 @@ __all__ = [
     "answered_id",
     "shard_of",
 ]
-
-SHARDS = 16_384
-"""Ledgers per experiment. Fixed: a changed count would send known ids to other ledgers. More
-shards cost Bytewax ~1 KB each; fewer make each snapshot pickle more ids (at 1,000/s for an hour,
-3.6M ids: 16,384 shards re-pickle ~6% of them each second, 4,096 shards ~22%)."""
-
-
-def shard_of(inference_id: str) -> int:
-    """The ledger of an answered inference id, the same in every process.
-
-    >>> shard_of("5b0c9e3e-6f44-4b53-9d55-2f6f0b0f6d2a")
-    1142
-    """
-    return zlib.crc32(inference_id.encode()) % SHARDS
 
 
 def answered_id(message: InferenceResult | Labeled) -> str:

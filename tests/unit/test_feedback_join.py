@@ -3,14 +3,16 @@ early and late feedback, with a snapshot/restore in the middle (as after a `kill
 
 from __future__ import annotations
 
+import pickle
 import random
 import uuid
 from collections import defaultdict
 
 import pytest
 
+from driftline.shards import SHARDS, shard_of
 from driftline.topics import DEADLETTER, LABELED, Feedback, decode
-from flows.feedback import Answered, InferenceJoin, joinable, labeled_of
+from flows.feedback import Answered, InferenceJoin, JoinShard, joinable, labeled_of
 from flows.wiring import Outgoing, Parsed
 from tests.factories import make_feedback, make_result
 
@@ -18,28 +20,33 @@ TTL = 100.0
 
 
 class Joiner:
-    """Drives one `InferenceJoin` per key as Bytewax does, expiring at each deadline."""
+    """Drives one `JoinShard` per key as Bytewax does (`flows.feedback.JoinLogic`), with
+    `shards` keys, sweeping each at its `wake_at`."""
 
-    def __init__(self) -> None:
-        self.keys: dict[str, InferenceJoin] = {}
+    def __init__(self, shards: int) -> None:
+        self.shards = shards
+        self.keys: dict[int, JoinShard] = {}
 
     def advance(self, now: float) -> list[Outgoing]:
         out = []
-        for key, join in list(self.keys.items()):
-            if join.expired(now):
-                out += join.expire(now)
-                del self.keys[key]
+        for key, shard in list(self.keys.items()):
+            wake_at = shard.wake_at()
+            if wake_at is not None and wake_at <= now:
+                out += shard.expire(now)
+                if not shard.joins:
+                    del self.keys[key]
         return out
 
     def push(self, parsed: Parsed, now: float) -> list[Outgoing]:
         out = self.advance(now)
-        join = self.keys.setdefault(str(parsed.message.inference_id), InferenceJoin(TTL))
-        if isinstance(parsed.message, Feedback):
-            return out + join.on_feedback(parsed, now)
-        return out + join.on_result(parsed.message, now)
+        key = shard_of(str(parsed.message.inference_id)) % self.shards
+        return out + self.keys.setdefault(key, JoinShard(TTL)).on_item(parsed, now)
 
     def restart(self) -> None:
-        self.keys = {k: InferenceJoin.from_state(TTL, j.to_state()) for k, j in self.keys.items()}
+        self.keys = {
+            k: JoinShard.from_state(TTL, pickle.loads(pickle.dumps(s.to_state())))
+            for k, s in self.keys.items()
+        }
 
 
 def stream(seed: int) -> tuple[list[tuple[float, Parsed]], dict, set]:
@@ -86,10 +93,10 @@ def stream(seed: int) -> tuple[list[tuple[float, Parsed]], dict, set]:
     return events, by_arrival, dead
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_join_matches_brute_force(seed: int) -> None:
+@pytest.mark.parametrize(("seed", "shards"), [(s, [1, 7, SHARDS][s % 3]) for s in range(6)])
+def test_join_matches_brute_force(seed: int, shards: int) -> None:
     events, expected_joined, expected_dead = stream(seed)
-    joiner, out = Joiner(), []
+    joiner, out = Joiner(shards), []
     for i, (t, parsed) in enumerate(events):
         out += joiner.push(parsed, t)
         if i == len(events) // 2:
@@ -138,6 +145,17 @@ def test_a_snapshot_holding_the_whole_result_resumes() -> None:
     (out,) = resumed.on_feedback(Parsed(fb, "inference.feedback", 1, 5), 1.0)
     assert out.message == labeled_of(result, [1.0], fb.created_at)
     assert resumed.to_state()["result"] == Answered.of(result)
+
+
+def test_a_snapshot_of_one_id_from_before_shards_resumes_and_expires() -> None:
+    result = make_result()
+    fb = make_feedback(result.inference_id, 1.0)
+    join = InferenceJoin(TTL)
+    join.on_result(result, 0.0)
+    shard = JoinShard.from_state(TTL, join.to_state())  # still keyed by the id
+    (out,) = shard.on_item(Parsed(fb, "inference.feedback", 1, 5), 1.0)
+    assert out.message == labeled_of(result, [1.0], fb.created_at)
+    assert shard.wake_at() == TTL and shard.expire(TTL) == [] and shard.joins == {}
 
 
 def test_probes_unscored_and_shadow_results_are_not_joined() -> None:
