@@ -15,7 +15,8 @@ Prints, from one run:
    numpy CBPE, sklearn Brier, the MMD by mapping every event of the window again and
    averaging, a fresh TF-IDF vectorising of the window and reference texts and a domain
    classifier on all rows), as ratios; and the exact quadratic-time MMD as a second baseline;
-4. the size and time of the window's recovery snapshot (plain data, pickled by Bytewax), and
+4. the size and time of the window's state pickled whole (what a snapshot holds without a
+   recovery directory; the flow journals the events instead: `bench.monitor_snapshot`), and
    the cost of mapping the whole window again after a restore.
 
 Feature rows are computed upstream once per event (the flow's `features` step); that cost is
@@ -208,7 +209,7 @@ def main() -> None:
         f"MMD^2 of this window: incremental {report.mmd:.6f}, from scratch "
         f"{mmd_from_scratch():.6f}, exact {exact_mmd():.6f}; null level "
         f"{report.mmd_threshold:.6f} (drift: {report.mmd_drift})",
-        f"recovery snapshot of the window: {size / 1e6:.1f} MB in {snapshot * ms:.0f} ms; "
+        f"the window's state pickled whole: {size / 1e6:.1f} MB in {snapshot * ms:.0f} ms; "
         f"restore + first emission (maps the window again): {timed(restore) * ms:.0f} ms",
         f"ratio from scratch / incremental, domain classifier every emission: "
         f"{scratch / emission:.1f}x",
