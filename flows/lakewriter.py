@@ -22,13 +22,16 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime
+from typing import Any
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
+from bytewax.operators import StatefulLogic
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 import lakehouse
+from driftline.clock import Clock, as_utc, wall_clock
 from driftline.imports import keep_out
 from driftline.settings import Settings
 from driftline.tables import TABLE_FOR, TABLES, Row
@@ -71,6 +74,46 @@ def writer_of(table: str, row: Row, writers: int) -> int:
     """
     key = repr([table, *(row[c] for c in TABLES[table].key)]).encode()
     return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") % writers
+
+
+TableRow = tuple[str, Row]
+
+
+class BatchLogic(StatefulLogic[TableRow, list[TableRow], tuple[tuple[TableRow, ...], float]]):
+    """The rows of one writer and table, until `size` of them or until the oldest is `seconds`
+    old. Bytewax's `collect` restarted its timeout at every row, so under a steady trickle a
+    batch waited for `size` rows (4 requests/s reached the lake only when they stopped), and it
+    deep-copied its rows at every snapshot, where a buffered row never changes."""
+
+    def __init__(self, size: int, seconds: float, resume: Any, clock: Clock = wall_clock) -> None:
+        self.size, self.seconds, self.clock = size, seconds, clock
+        self.rows: list[TableRow] = []
+        self.due: float | None = None
+        if isinstance(resume, tuple):
+            self.rows, self.due = list(resume[0]), resume[1]
+        elif resume is not None:  # the state of Bytewax's `collect`, which this step was
+            self.rows, self.due = list(resume.acc), clock()
+
+    def on_item(self, value: TableRow) -> tuple[list[list[TableRow]], bool]:
+        if not self.rows:
+            self.due = self.clock() + self.seconds
+        self.rows.append(value)
+        if len(self.rows) >= self.size:
+            return [self.rows], StatefulLogic.DISCARD
+        return [], StatefulLogic.RETAIN
+
+    def on_notify(self) -> tuple[list[list[TableRow]], bool]:
+        return [self.rows], StatefulLogic.DISCARD
+
+    def on_eof(self) -> tuple[list[list[TableRow]], bool]:
+        return [self.rows], StatefulLogic.DISCARD
+
+    def notify_at(self) -> datetime | None:
+        return None if self.due is None else as_utc(self.due)
+
+    def snapshot(self) -> tuple[tuple[TableRow, ...], float]:
+        assert self.due is not None  # a key is snapshotted only while it holds rows
+        return tuple(self.rows), self.due
 
 
 class _LakePartition(StatefulSinkPartition[Batch, None]):
@@ -137,11 +180,11 @@ def build(settings: Settings) -> Dataflow:
         table, row = table_row
         return f"writer-{writer_of(table, row, writers)}/{table}"
 
-    batches = op.collect(
+    size, seconds = settings.lake.batch_size, settings.lake.batch_seconds
+    batches = op.stateful(
         "batch",
         op.key_on("by_writer_and_table", rows, writer_and_table),
-        timeout=timedelta(seconds=settings.lake.batch_seconds),
-        max_size=settings.lake.batch_size,
+        lambda resume: BatchLogic(size, seconds, resume),
     )
 
     def to_writer(kv: tuple[str, list[tuple[str, Row]]]) -> tuple[str, Batch]:
