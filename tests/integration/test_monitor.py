@@ -88,8 +88,10 @@ def test_out_of_domain_texts_raise_feature_and_prediction_drift_and_an_alert(liv
     early = [r for r in later if r.window_end.timestamp() <= switched.timestamp() + 5 * slide]
     assert any(r.feature_drift for r in early)
     assert max(r.ks_d for r in early) > baseline.ks_d
-    assert baseline.feature_drift is False and baseline.ks_d < 0.2
     assert last.feature_drift and last.domain_auc > 0.7
+    # The in-domain window is a comparison, not a level: the domain check flags one in-domain
+    # window in twenty at its alpha of 0.05 (a CI run met one: `feature_drift` True at baseline).
+    assert baseline.domain_auc is not None and baseline.domain_auc < last.domain_auc
     assert last.share is not None and 0 < last.share <= 1
     # How far predictions move depends on the model (D was 0.16 to 0.3 for logreg over runs),
     # and the in-domain D is noise of its own (0.09 once, in a window of about a hundred): the
