@@ -71,6 +71,10 @@ class Journal:
     def _path(self, generation: int) -> Path:
         return self.folder / f"{self._stem}.{generation}.journal"
 
+    def _generations(self) -> list[tuple[int, Path]]:
+        """(generation, file) of every file of this key's journal on disk."""
+        return [(int(p.suffixes[-2][1:]), p) for p in self.folder.glob(f"{self._stem}.*.journal")]
+
     def resume(self, mark: Mark) -> list[Any]:
         """Every item appended up to `mark`, in order; later appends are dropped."""
         generation, length = mark
@@ -88,8 +92,8 @@ class Journal:
                 raise ValueError(f"{path} is damaged at byte {at} (the snapshot marks {length})")
             items += pickle.loads(payload)
             at += HEADER.size + size
-        for stale in self.folder.glob(f"{self._stem}.*.journal"):
-            if int(stale.suffixes[-2][1:]) > generation:  # a rewrite no snapshot marks
+        for older, stale in self._generations():
+            if older > generation:  # a rewrite no snapshot marks
                 stale.unlink()
         self._generation, self._length, self._appended = generation, length, len(items)
         return items
@@ -128,8 +132,8 @@ class Journal:
     def rewrite(self, items: list[Any]) -> Mark:
         """Start the next generation with `items` only; generations before the previous one
         are deleted."""
-        for old in self.folder.glob(f"{self._stem}.*.journal"):
-            if int(old.suffixes[-2][1:]) < self._generation:
+        for older, old in self._generations():
+            if older < self._generation:
                 old.unlink()
         self._generation += 1
         self._length = self._appended = self._snapshots = 0
