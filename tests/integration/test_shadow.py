@@ -16,7 +16,7 @@ from playwright.sync_api import Page
 import lakehouse
 from driftline.ab import Experiment
 from driftline.ab.shadow import samples, shadow_id
-from tests.integration.conftest import Stack, wait_until
+from tests.integration.conftest import PATIENCE, Stack, wait_until
 from tests.integration.test_ab import latest_report
 
 pytestmark = pytest.mark.integration
@@ -186,7 +186,7 @@ def test_the_dashboard_charts_a_shadow_arms_agreement_and_reward(
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.goto(f"{live.url}/ui")
-    page.wait_for_selector("#live.on", timeout=30_000)
+    page.wait_for_selector("#live.on", timeout=PATIENCE * 30_000)
     arms = [EXPERIMENT["arms"][0], EXPERIMENT["arms"][1]]
     assert client.put("/experiments/charted", json={"arms": arms}).status_code == 200
 
@@ -201,6 +201,6 @@ def test_the_dashboard_charts_a_shadow_arms_agreement_and_reward(
     for chart in ("shadow_agreement", "shadow_reward"):
         selector = f"[data-experiment=charted] svg[data-chart={chart}]"
         page.wait_for_function(
-            f"document.querySelector('{selector}')?.dataset.points > 0", timeout=60_000
+            f"document.querySelector('{selector}')?.dataset.points > 0", timeout=PATIENCE * 60_000
         )
     assert not errors, errors

@@ -1,8 +1,9 @@
 """The gateway without a broker or a registry, for tests through `httpx.ASGITransport`.
 
 `FakeBridge` answers every published request at once, as the inference flow would (a model
-`m/1` scoring 0.75, or the `error` set for a text); `fake_app` builds `create_app` on it with an
-in-memory registry of one model, `m` version 1 with the alias `champion`.
+`m/1` scoring 0.75, or the `error` set for a text), except the text `UNANSWERED`; `fake_app`
+builds `create_app` on it with an in-memory registry of one model, `m` version 1 with the
+alias `champion`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from models import experiments
 REGISTERED = {"m": ({"champion"}, "1")}
 ERRORS: dict[str, str] = {}
 """Text -> the error the fake flow answers it with (e.g. a model that is not found)."""
+UNANSWERED = "the flow never answers this"
+"""A text the fake flow takes but never scores (the gateway's timeout runs out: 504)."""
 
 
 class FakeBridge:
@@ -57,7 +60,7 @@ class FakeBridge:
     async def publish(self, _topic: Topic, message: Message) -> None:
         message.to_json()  # what the real bridge sends: it must serialize
         self.published.append(message)
-        if not isinstance(message, InferenceRequest):
+        if not isinstance(message, InferenceRequest) or message.data == UNANSWERED:
             return
         error = ERRORS.get(message.data)
         result = InferenceResult(

@@ -91,6 +91,21 @@ def test_a_flow_error_maps_to_its_status(app: Any, error: str, status: int) -> N
     assert again.status_code == status
 
 
+def test_no_result_in_time_is_504_with_the_id_to_fetch_it_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = fake_app(tmp_path, monkeypatch, inference_timeout=0.2)
+    body = {"data": gateway_fakes.UNANSWERED}
+    answer = call(app, "POST", "/inference", json=body)
+    assert answer.status_code == 504
+    assert problem(answer).inference_id is not None
+    assert "GET /inference/" in problem(answer).detail
+    batch = call(app, "POST", "/inferences", json={"items": [body, {"data": "x"}]})
+    assert [item["status"] for item in batch.json()["results"]] == [504, 200]
+    later = call(app, "GET", f"/inference/{problem(answer).inference_id}")
+    assert later.status_code == 404  # never scored: neither cached nor in the lake
+
+
 @pytest.mark.parametrize(
     ("path", "method", "body", "where"),
     [
