@@ -1,9 +1,12 @@
 """Feature drift per emission: the domain classifier on a bounded, reproducible sample.
 
 The classifier (`driftline.stats.domain_classifier`) is the one statistic recomputed per
-emission, so its cost is bounded: at most `rows` rows per side, drawn with a seed derived from
-(model, window end), so a window re-emitted after a replay gets the same sample and the same
-AUC; and it runs on every `every`-th emission only (the others report no AUC).
+emission, so its cost is bounded: at most `rows` rows per side, and it runs on every `every`-th
+emission only (the others report no AUC). The window's side is the `rows` events with the
+smallest `sample_key` (a hash of the inference id: a uniform sample that the window keeps up to
+date per slide, `driftline.monitoring.window`, without ordering all its events); the
+reference's is drawn with a seed derived from (model, window end). So a window re-emitted after
+a replay gets the same sample and the same AUC.
 """
 
 from __future__ import annotations
@@ -34,6 +37,16 @@ def window_seed(*parts: object) -> int:
     return int.from_bytes(hashlib.blake2b(repr(parts).encode(), digest_size=8).digest(), "little")
 
 
+def sample_key(inference_id: str) -> int:
+    """Where an event ranks for the window's sample: a stable 64-bit hash of its id, so the
+    events with the smallest keys are a uniform sample whatever the ids look like.
+
+    >>> sample_key("a") == sample_key("a") != sample_key("b")
+    True
+    """
+    return int.from_bytes(hashlib.blake2b(inference_id.encode(), digest_size=8).digest(), "little")
+
+
 class DomainCheck:
     """The domain classifier of one model: reference feature rows against a window's rows."""
 
@@ -47,16 +60,14 @@ class DomainCheck:
     def run(self, seed: int, rows: Callable[[], Sequence[bytes]]) -> FeatureDrift:
         """Feature drift of the window for one emission.
 
-        `rows` gives the window's encoded rows in event-time order; it is called only on the
-        emissions the check runs on, so the others do not pay for ordering the window.
+        `rows` gives the encoded rows of the window's sample (at most `self.rows`, in
+        event-time order); it is called only on the emissions the check runs on.
         """
         self.emissions += 1
         if (self.emissions - 1) % self.every:
             return FeatureDrift()
         window = rows()
         rng = np.random.default_rng(seed)
-        if len(window) > self.rows:
-            window = [window[i] for i in np.sort(rng.choice(len(window), self.rows, replace=False))]
         ref = self.reference
         if ref.shape[0] > self.rows:
             ref = ref[np.sort(rng.choice(ref.shape[0], self.rows, replace=False))]

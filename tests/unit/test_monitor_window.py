@@ -15,6 +15,7 @@ from scipy.stats import ks_2samp
 from sklearn.metrics import accuracy_score, brier_score_loss, f1_score, mean_squared_error
 
 import driftline.monitoring.window
+from driftline.monitoring.domain import sample_key
 from driftline.monitoring.reference import Reference
 from driftline.monitoring.rows import decode_rows, encode_row
 from driftline.monitoring.window import Event, ModelWindow, Output
@@ -193,6 +194,23 @@ def test_the_mmd_sum_is_exactly_that_of_the_events_in_the_window(run: tuple) -> 
     fresh = w.reference.feature_mmd.empty().update(w.mmd.features(rows))
     assert w.mmd.to_state()["units"] == fresh.to_state()["units"]
     assert w.mmd.n == len(w.window) == sum(k for _, k in w._leaving.values()) > 100
+
+
+def test_the_domain_sample_is_the_window_events_with_the_smallest_keys() -> None:
+    """Kept per slide, the sample is still that of the whole window: its `domain_rows` events
+    with the smallest `sample_key`, in event-time order; and the same after a restore."""
+    config = window_settings(length=40.0, slide=5.0, lateness=2.0, domain_rows=25)
+    _, reports, _, w = simulate(config, seed=3, n=800)
+    assert len(reports) > 20
+    w._map_entered()
+    events = w.events()
+    assert len(events) > 4 * config.domain_rows
+    smallest = sorted(events, key=lambda e: sample_key(e.inference_id))[: config.domain_rows]
+    expected = [e.features for e in sorted(smallest, key=lambda e: (e.time, e.inference_id))]
+    assert w._window_sample() == expected
+    restored = ModelWindow.from_state(w.to_state(), w.reference, config, ALERTS, 0.5, w.clock)
+    restored._map_entered()
+    assert restored._window_sample() == expected
 
 
 def test_drift_shows_in_ks_and_domain_auc_and_alerts_once_when_crossing(run: tuple) -> None:
