@@ -67,7 +67,7 @@ from driftline.topics import (
 )
 
 
-@dataclass
+@dataclass(slots=True)  # no per-event __dict__: a window holds up to millions of these
 class Event:
     """One scored inference as the window keeps it (plain data, so it snapshots as is).
 

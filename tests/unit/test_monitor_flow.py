@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import uuid
 from datetime import UTC, datetime
@@ -234,7 +235,7 @@ def feedback_on(scored: Parsed[InferenceResult], score: float) -> Parsed[Labeled
 
 def copied(batch: list[Parsed | Event]) -> list[Parsed | Event]:
     """Events are the window's own (feedback changes them): one copy per window."""
-    return [Event(**vars(v)) if isinstance(v, Event) else v for v in batch]
+    return [dataclasses.replace(v) if isinstance(v, Event) else v for v in batch]
 
 
 def test_journaled_windows_resume_like_windows_snapshotted_whole(

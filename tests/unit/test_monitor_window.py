@@ -3,6 +3,7 @@ the raw events of the same window with scipy and scikit-learn."""
 
 from __future__ import annotations
 
+import dataclasses
 import doctest
 import pickle
 import uuid
@@ -311,7 +312,7 @@ def test_resumed_state_continues_exactly() -> None:
     b = ModelWindow.from_state(state, ref, config, AlertSettings(), 0.5, a.clock)
 
     def rest(w: ModelWindow) -> list[dict]:
-        reports = [r for e in stream[300:] for r in w.add_result(Event(**vars(e))).reports]
+        reports = [r for e in stream[300:] for r in w.add_result(dataclasses.replace(e)).reports]
         return [r.model_dump(exclude={"emitted_at"}) for r in reports]
 
     assert rest(a) == rest(b) != []
