@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import math
+import pickle
 import sys
 from datetime import datetime
 from typing import Any, NamedTuple, Self
@@ -94,21 +95,35 @@ class InferenceJoin:
             return []
         return [to_deadletter(_dead(p)) for p in self.feedback]
 
-    def expired(self, now: float) -> bool:
-        return self.deadline is not None and now >= self.deadline
-
     def _labeled(self) -> Outgoing:
         assert self.result is not None
         scores = [p.message.feedback for p in self.feedback]
         updated_at = max(p.message.created_at for p in self.feedback)
         return Outgoing(LABELED, self.result.labeled(scores, updated_at))
 
-    def to_state(self) -> dict[str, Any]:
-        """Immutable pieces only (tuples, frozen messages), for Bytewax snapshots."""
-        return {"result": self.result, "feedback": tuple(self.feedback), "deadline": self.deadline}
+    def pack(self) -> bytes:
+        """The join as one bytes object, for `JoinShard`: builtins only, without the id (the
+        shard's key for it), the time as ISO text (a pickled datetime names its classes in
+        each object: a snapshot took 260 bytes an id so, 170 now)."""
+        result = None
+        if self.result is not None:
+            _, created_at, *rest = self.result
+            result = (created_at.isoformat(), *rest)
+        return pickle.dumps((result, tuple(self.feedback), self.deadline))
+
+    @classmethod
+    def unpack(cls, ttl: float, inference_id: str, packed: bytes) -> Self:
+        join = cls(ttl)
+        result, feedback, join.deadline = pickle.loads(packed)
+        if result is not None:
+            created_at, *rest = result
+            join.result = Answered(inference_id, datetime.fromisoformat(created_at), *rest)
+        join.feedback = list(feedback)
+        return join
 
     @classmethod
     def from_state(cls, ttl: float, state: dict[str, Any] | None) -> Self:
+        """A join as snapshots held it before `pack`: {"result", "feedback", "deadline"}."""
         join = cls(ttl)
         if state is not None:
             join.result, join.deadline = state["result"], state["deadline"]
@@ -143,23 +158,30 @@ class JoinShard:
 
     def __init__(self, ttl: float) -> None:
         self.ttl = ttl
-        self.joins: dict[str, InferenceJoin] = {}
+        self.joins: dict[str, tuple[float, bytes]] = {}
+        """Each id's join as (deadline, `InferenceJoin.pack()`). Bytewax snapshots a shard whole
+        in each epoch that touched it, and an hour of ids at 500/s is ~110 a shard: packed, a
+        snapshot costs ~0.2 us an id instead of ~4.3 (objects), and an id held ~340 bytes
+        instead of ~450. A message unpacks and packs its own id's join (~10 us)."""
         self._earliest: float | None = None
         """The earliest deadline of the joins held."""
 
     def on_item(self, parsed: Parsed, now: float) -> list[Outgoing]:
         message = parsed.message
         key = str(message.inference_id)
-        join = self.joins.get(key)
-        if join is None:
-            join = self.joins[key] = InferenceJoin(self.ttl)
+        held = self.joins.get(key)
+        if held is None:
+            join = InferenceJoin(self.ttl)
+        else:
+            join = InferenceJoin.unpack(self.ttl, key, held[1])
         held_until = join.deadline
         if isinstance(message, InferenceResult):
             out = join.on_result(message, now)
         else:
             out = join.on_feedback(parsed, now)
+        assert join.deadline is not None  # set by an id's first message, then only later
+        self.joins[key] = (join.deadline, join.pack())
         if join.deadline != held_until:  # a new id, or a result after its early feedback
-            assert join.deadline is not None  # set by an id's first message, then only later
             if held_until == self._earliest:
                 self._find_earliest()
             elif self._earliest is None or join.deadline < self._earliest:
@@ -169,14 +191,13 @@ class JoinShard:
     def expire(self, now: float) -> list[Outgoing]:
         """Forget every expired id; dead letters for the feedback that never met its result."""
         out = []
-        for key in [k for k, join in self.joins.items() if join.expired(now)]:
-            out += self.joins.pop(key).expire(now)
+        for key in [k for k, (deadline, _) in self.joins.items() if now >= deadline]:
+            out += InferenceJoin.unpack(self.ttl, key, self.joins.pop(key)[1]).expire(now)
         self._find_earliest()
         return out
 
     def _find_earliest(self) -> None:
-        deadlines = (j.deadline for j in self.joins.values() if j.deadline is not None)
-        self._earliest = min(deadlines, default=None)
+        self._earliest = min((deadline for deadline, _ in self.joins.values()), default=None)
 
     def wake_at(self) -> float | None:
         """The first sweep at or after the earliest deadline held."""
@@ -185,16 +206,21 @@ class JoinShard:
         return float(math.ceil(self._earliest / SWEEP_SECONDS) * SWEEP_SECONDS)
 
     def to_state(self) -> dict[str, Any]:
-        return {key: join.to_state() for key, join in self.joins.items()}
+        return {"packed": dict(self.joins)}
 
     @classmethod
     def from_state(cls, ttl: float, state: dict[str, Any] | None) -> Self:
         shard = cls(ttl)
-        if state is not None and "deadline" in state:  # one id's join, keyed by the id (before
-            join = InferenceJoin.from_state(ttl, state)  # shards): it expires on its old key
-            state = {_id_of(join): state}
-        for key, join_state in (state or {}).items():
-            shard.joins[key] = InferenceJoin.from_state(ttl, join_state)
+        if state is not None and "packed" in state:
+            shard.joins = dict(state["packed"])
+        else:  # a snapshot from before packing: {id: join state}, or one id's join
+            if state is not None and "deadline" in state:  # keyed by the id (before shards):
+                join = InferenceJoin.from_state(ttl, state)  # it expires on its old key
+                state = {_id_of(join): state}
+            for key, join_state in (state or {}).items():
+                join = InferenceJoin.from_state(ttl, join_state)
+                assert join.deadline is not None  # every join held has had a message
+                shard.joins[key] = (join.deadline, join.pack())
         shard._find_earliest()
         return shard
 

@@ -136,6 +136,11 @@ def test_labeled_carries_the_result_fields() -> None:
     assert labeled.updated_at == fb.created_at
 
 
+def unpacked(join: InferenceJoin) -> dict:
+    """A join's state as snapshots held it before `InferenceJoin.pack`."""
+    return {"result": join.result, "feedback": tuple(join.feedback), "deadline": join.deadline}
+
+
 def test_a_snapshot_holding_the_whole_result_resumes() -> None:
     """Snapshots from before `Answered` hold the `InferenceResult` itself."""
     result = make_result(experiment="e", arm="B", prediction=0.8, label=1)
@@ -144,7 +149,7 @@ def test_a_snapshot_holding_the_whole_result_resumes() -> None:
     resumed = InferenceJoin.from_state(TTL, old)
     (out,) = resumed.on_feedback(Parsed(fb, "inference.feedback", 1, 5), 1.0)
     assert out.message == labeled_of(result, [1.0], fb.created_at)
-    assert resumed.to_state()["result"] == Answered.of(result)
+    assert resumed.result == Answered.of(result)
 
 
 def test_a_snapshot_of_one_id_from_before_shards_resumes_and_expires() -> None:
@@ -152,10 +157,28 @@ def test_a_snapshot_of_one_id_from_before_shards_resumes_and_expires() -> None:
     fb = make_feedback(result.inference_id, 1.0)
     join = InferenceJoin(TTL)
     join.on_result(result, 0.0)
-    shard = JoinShard.from_state(TTL, join.to_state())  # still keyed by the id
+    shard = JoinShard.from_state(TTL, unpacked(join))  # still keyed by the id
     (out,) = shard.on_item(Parsed(fb, "inference.feedback", 1, 5), 1.0)
     assert out.message == labeled_of(result, [1.0], fb.created_at)
     assert shard.wake_at() == TTL and shard.expire(TTL) == [] and shard.joins == {}
+
+
+def test_a_shard_snapshot_from_before_packing_resumes_and_expires() -> None:
+    """Shards snapshotted their joins unpacked ({id: join state}) before `InferenceJoin.pack`."""
+    result, early = make_result(), make_result()
+    join, waiting = InferenceJoin(TTL), InferenceJoin(TTL)
+    join.on_result(result, 0.0)
+    waiting.on_feedback(
+        Parsed(make_feedback(early.inference_id, 0.0), "inference.feedback", 1, 4), 2.0
+    )
+    old = {str(result.inference_id): unpacked(join), str(early.inference_id): unpacked(waiting)}
+    shard = JoinShard.from_state(TTL, pickle.loads(pickle.dumps(old)))
+    fb = make_feedback(result.inference_id, 1.0)
+    (out,) = shard.on_item(Parsed(fb, "inference.feedback", 1, 5), 1.0)
+    assert out.message == labeled_of(result, [1.0], fb.created_at)
+    assert shard.wake_at() == TTL and shard.expire(TTL) == []  # the result: no dead letter
+    (dead,) = shard.expire(TTL + 2.0)  # the early feedback never met its result
+    assert dead.topic == DEADLETTER and shard.joins == {}
 
 
 def test_probes_unscored_and_shadow_results_are_not_joined() -> None:
