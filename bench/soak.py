@@ -14,7 +14,8 @@ cache (`DRIFTLINE_RESULT_CACHE_SIZE`, 100,000) fills in about 8 minutes at 200/s
 off: the one repeated text drifts within minutes, and a training would load the machine.
 At the end it prints what the lake holds against what was accepted (every 200 or 504 answer,
 every 202 feedback, every unreadable message as a dead letter) and whether every process's RSS
-stayed within 10% after warm-up (the first 40% of the run).
+stayed within 10% after warm-up: the horizon and the cache's filling, and at least the first
+40% of the run (a run shorter than that is not judged: at 200/s use 15 minutes or more).
 """
 
 from __future__ import annotations
@@ -33,10 +34,11 @@ from pathlib import Path
 import httpx
 
 from bench.harness import Stack, cpu_per_process, hey, rss_per_process
+from driftline import settings
 from driftline.topics import REQUESTS
 
 WARM_UP = 0.4
-"""Share of the run before RSS must stay flat: past the horizon and the gateway's cache."""
+"""Share of the run before RSS must stay flat, at the least (`warm_up`)."""
 
 
 @dataclass
@@ -134,14 +136,26 @@ def main() -> None:
         f"feedback TTL {horizon} s, {home}",
         flush=True,
     )
+    seconds = args.minutes * 60
+    cache = settings.load().gateway.result_cache_size
     stack.start()
     try:
-        run(stack, args.minutes * 60, args.rate, args.every)
+        run(stack, seconds, args.rate, args.every, warm_up(seconds, args.rate, args.horizon, cache))
     finally:
         stack.stop()
 
 
-def run(stack: Stack, seconds: float, rate: float, every: float) -> None:
+def warm_up(seconds: float, rate: float, horizon: float, cache_size: int) -> float:
+    """Seconds before RSS must stay flat: the state's horizon and the time the gateway's result
+    cache takes to fill have passed, and at least `WARM_UP` of the run.
+
+    >>> warm_up(1800, 200, 300, 100_000), warm_up(480, 200, 300, 100_000)
+    (720.0, 500.0)
+    """
+    return max(WARM_UP * seconds, horizon, cache_size / rate)
+
+
+def run(stack: Stack, seconds: float, rate: float, every: float, warm: float) -> None:
     tag, since = uuid.uuid4().hex, time.time()
     client = Client(stack.url, stack.env["DRIFTLINE_BROKERS"], tag, rate * 0.1)
     body = f'{{"data": "{tag} soak"}}'
@@ -158,7 +172,8 @@ def run(stack: Stack, seconds: float, rate: float, every: float) -> None:
     while time.monotonic() - started < seconds - 1:
         cpu = cpu_per_process(processes, min(every, seconds - (time.monotonic() - started)))
         rss = rss_per_process(processes)
-        samples.append(rss)
+        if time.monotonic() - started >= warm:
+            samples.append(rss)
         print(
             f"t={time.monotonic() - started:5.0f}s  CPU {sum(cpu.values()) * 100:5.1f}%  "
             f"RSS {sum(rss.values()):7,.0f} MiB  "
@@ -191,11 +206,13 @@ def run(stack: Stack, seconds: float, rate: float, every: float) -> None:
         f"{client.feedback:,}, dead letters {stored[2]:,} of {client.unreadable:,}"
     )
 
-    after = samples[int(len(samples) * WARM_UP) :] or samples
-    print("RSS after warm-up, max / min per process:")
+    if len(samples) < 2:
+        print(f"RSS not judged: the run ends within its warm-up ({warm:.0f} s), see --help")
+        return
+    print(f"RSS after the warm-up ({warm:.0f} s), max / min per process:")
     flat = True
-    for name in sorted(after[0]):
-        values = [s[name] for s in after if name in s]
+    for name in sorted(samples[0]):
+        values = [s[name] for s in samples if name in s]
         ratio = max(values) / min(values) if min(values) else float("inf")
         flat &= ratio <= 1.10
         print(f"  {name:<14} {min(values):7.0f} .. {max(values):7.0f} MiB  {ratio:5.2f}x")
