@@ -32,9 +32,14 @@ class FeatureDrift:
     drifted: bool | None = None
 
 
+def _hash64(data: bytes) -> int:
+    """A stable 64-bit hash (the same in every process and Python version, unlike `hash`)."""
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
+
+
 def window_seed(*parts: object) -> int:
-    """A stable 64-bit seed from the parts (the same in every process and Python version)."""
-    return int.from_bytes(hashlib.blake2b(repr(parts).encode(), digest_size=8).digest(), "little")
+    """A stable 64-bit seed from the parts."""
+    return _hash64(repr(parts).encode())
 
 
 def sample_key(inference_id: str) -> int:
@@ -44,7 +49,7 @@ def sample_key(inference_id: str) -> int:
     >>> sample_key("a") == sample_key("a") != sample_key("b")
     True
     """
-    return int.from_bytes(hashlib.blake2b(inference_id.encode(), digest_size=8).digest(), "little")
+    return _hash64(inference_id.encode())
 
 
 class DomainCheck:
