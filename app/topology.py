@@ -68,13 +68,28 @@ def recovery_dir(settings: Settings, flow_name: str, log_epoch: str) -> Path:
     return path
 
 
+SHARDED_FLOWS = ("feedback", "ab")
+"""Flows whose Bytewax state is keyed by id shard (`driftline.shards`): 16,384 keys."""
+
+
 def flow_command(
     settings: Settings, flow_name: str, log_epoch: str
 ) -> tuple[list[str], dict[str, str]]:
-    """`python -m bytewax.run flows.<name>:flow` with recovery on, and its environment."""
+    """`python -m bytewax.run flows.<name>:flow` with recovery on, and its environment.
+
+    >>> import tempfile
+    >>> from driftline.settings import load
+    >>> s = load({}, home=tempfile.mkdtemp())
+    >>> [flow_command(s, f, "0")[1]["BYTEWAX_SNAPSHOT_INTERVAL"] for f in ("inference", "ab")]
+    ['1', '10']
+    """
+    flows = settings.flows
+    interval = (
+        flows.sharded_snapshot_seconds if flow_name in SHARDED_FLOWS else flows.snapshot_seconds
+    )
     env = {
         "BYTEWAX_RECOVERY_DIRECTORY": str(recovery_dir(settings, flow_name, log_epoch)),
-        "BYTEWAX_SNAPSHOT_INTERVAL": str(settings.flows.snapshot_seconds),
+        "BYTEWAX_SNAPSHOT_INTERVAL": str(interval),
         "BYTEWAX_RECOVERY_BACKUP_INTERVAL": "0",
     }
     return [sys.executable, "-m", "bytewax.run", f"flows.{flow_name}:flow"], env
