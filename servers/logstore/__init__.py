@@ -7,8 +7,8 @@ lost, and after a broker restart offsets began again at 0, overwriting the log. 
 them but keeps everything in memory and lists slowly (about 0.2 s per 1000 keys). tansu also
 never deletes anything (it ignores retention.ms; DeleteRecords panics), and every fetch of a
 consumer behind the log end lists the partition's whole `records/` prefix, so a long log makes
-fetches slow until they return nothing. This server writes each object atomically to local
-disk (it survives `kill -9`), checks and writes conditional PUTs as one step, lists from a
+fetches slow until they return nothing. This server appends each object to a segment file on
+local disk (it survives `kill -9`), checks and writes conditional PUTs as one step, lists from a
 sorted in-memory index, and deletes each partition's oldest batches itself (`Store.Expire`):
 by age and count, and, with `--keep-read`, every batch no consumer group reading the partition
 may read again (tansu writes their offsets into the same bucket; the flows name where a

@@ -4,7 +4,7 @@
 // tansu keeps its log as one object per batch and relies on conditional PUTs (`If-None-Match:
 // *`, `If-Match`) for every offset it hands out, and every fetch of a consumer lists the
 // partition's `records/` prefix and reads the batches it wants, one request each. This server
-// writes each object atomically to local disk (it survives `kill -9`), checks and writes
+// appends each object to a segment file on local disk (it survives `kill -9`), checks and writes
 // conditional PUTs as one step, lists from a sorted in-memory index, and deletes each
 // partition's oldest batches itself (retention by age and count and, with `--keep-read`, every
 // batch no consumer group reading the partition may read again). With `--keep-read`, a

@@ -5,11 +5,12 @@ import (
 	"strings"
 )
 
-// Keys map to paths segment by segment: folder names are percent-encoded with `.` encoded
-// too, and file names are the encoded last segment plus `.s3o`, so a folder never has a dot
-// and a file always has one. `a/b` and `a/b/c` can both exist, and `.`, `..` or empty
-// segments are safe. The encoding is Python's `urllib.parse.quote(part, safe="")`, which
-// wrote the stores this one reads.
+// The layout of stores written before segments (segments.go), one file per object, which
+// OpenStore moves into a segment. Keys map to paths segment by segment: folder names are
+// percent-encoded with `.` encoded too, and file names are the encoded last segment plus
+// `.s3o`, so a folder never has a dot and a file always has one. `a/b` and `a/b/c` can both
+// exist, and `.`, `..` or empty segments are safe. The encoding is Python's
+// `urllib.parse.quote(part, safe="")`, which wrote the first such stores.
 const objectSuffix = ".s3o"
 
 // storePath is the file of key, relative to its bucket's folder.

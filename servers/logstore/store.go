@@ -1,11 +1,10 @@
-// The log store's objects on local disk, with a sorted in-memory index and retention.
+// The log store's objects, with a sorted in-memory index and retention.
 //
-// Each object is one file whose first line is a JSON header (ETag, LastModified) and whose
-// rest is the body. A write goes to a temporary file in the same folder and is renamed over the
-// old one, so a `kill -9` at any moment leaves either the old or the new object, header and
-// body together. The index (sorted keys per bucket) is rebuilt at start by walking the
-// folders, which keeps listings to a binary search and a slice instead of a directory walk per
-// request.
+// Objects live as records in append-only segment files (segments.go), written before a request
+// is answered, so a `kill -9` at any moment keeps every object a client was told is stored. The
+// index (sorted keys per bucket) is rebuilt at start by replaying the segments, which keeps
+// listings to a binary search and a slice. Stores written before segments, one file per object
+// (paths.go), are moved into a segment at start.
 package main
 
 import (
@@ -24,12 +23,14 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 )
 
 // MaxKeys is the most keys one listing page or one DeleteObjects request holds.
 const MaxKeys = 1000
+
+// MaxKeyBytes is S3's longest key.
+const MaxKeyBytes = 1024
 
 // RetiredFor is how long an expired batch stays readable after it left the listings (Kafka's
 // `file.delete.delay.ms`): tansu lists a partition's batches, then reads them, and a batch
@@ -91,10 +92,12 @@ type Meta struct {
 	// listed is the object's `<Contents>` in a listing, made once: tansu lists a partition's
 	// every batch on each fetch, so the same objects are listed many times a second under load.
 	listed string
+	// at is where its record lies in the segments.
+	at location
 }
 
-func newMeta(key string, size int64, etag string, modifiedMs int64) Meta {
-	meta := Meta{Size: size, ETag: etag, ModifiedMs: modifiedMs}
+func newMeta(key string, etag string, modifiedMs int64, at location) Meta {
+	meta := Meta{Size: at.size, ETag: etag, ModifiedMs: modifiedMs, at: at}
 	meta.listed = contents(escape(key), meta)
 	return meta
 }
@@ -111,11 +114,6 @@ type Listing struct {
 	Prefixes []string
 	// NextStart is where the next page starts (inclusive); "" when this page is the last.
 	NextStart string
-}
-
-type header struct {
-	ETag       string `json:"etag"`
-	ModifiedMs int64  `json:"modified_ms"`
 }
 
 type bucket struct {
@@ -147,12 +145,14 @@ type retiredKey struct{ bucket, key string }
 type retired struct {
 	until time.Time
 	meta  Meta
+	// body is kept here once compaction has dropped the object's record.
+	body []byte
 }
 
 // Store holds buckets of objects under a folder; safe to use from several goroutines.
 type Store struct {
 	root  string
-	fsync bool
+	disk  *segmentLog
 	clock func() time.Time
 
 	mu        sync.Mutex
@@ -165,75 +165,60 @@ type Store struct {
 // OpenStore loads (or creates) `buckets` under `root`.
 func OpenStore(root string, buckets []string, fsync bool, clock func() time.Time) (*Store, error) {
 	s := &Store{
-		root: root, fsync: fsync, clock: clock,
+		root: root, clock: clock,
 		buckets:   map[string]*bucket{},
 		committed: map[string]committed{},
 		retired:   map[retiredKey]retired{},
 	}
-	if err := os.MkdirAll(root, 0o755); err != nil {
+	for _, name := range buckets {
+		s.buckets[name] = &bucket{
+			meta: map[string]Meta{}, partitions: map[string]bool{}, commits: map[string]bool{},
+			listFrom: map[string]string{},
+		}
+	}
+	disk, err := openSegmentLog(filepath.Join(root, "segments"), fsync, s.replay)
+	if err != nil {
 		return nil, err
 	}
-	stale, _ := filepath.Glob(filepath.Join(root, "*"+tempSuffix))
-	for _, path := range stale {
-		os.Remove(path)
+	s.disk = disk
+	if err := s.moveFiles(buckets); err != nil {
+		disk.close()
+		return nil, err
 	}
-	if text, err := os.ReadFile(s.clockFile()); err == nil {
-		if s.lastMs, err = strconv.ParseInt(strings.TrimSpace(string(text)), 10, 64); err != nil {
-			return nil, fmt.Errorf("%s: %w", s.clockFile(), err)
-		}
-	}
+	disk.live = 0
 	for _, name := range buckets {
-		if err := s.load(name); err != nil {
-			return nil, err
+		b := s.buckets[name]
+		for key, meta := range b.meta {
+			b.keys = append(b.keys, key)
+			b.index(key)
+			disk.live += meta.at.record
 		}
+		sort.Strings(b.keys)
+		log.Printf("INFO bucket %s: %d objects", name, len(b.meta))
 	}
-	return s, nil
+	return s, s.compactIfDue()
 }
 
-func (s *Store) clockFile() string { return filepath.Join(s.root, ".clock") }
-
-func (s *Store) load(name string) error {
-	folder := filepath.Join(s.root, name)
-	if err := os.MkdirAll(folder, 0o755); err != nil {
-		return err
+// replay applies one record read back from the segments.
+func (s *Store) replay(r record) {
+	if r.modifiedMs > s.lastMs {
+		s.lastMs = r.modifiedMs
 	}
-	b := &bucket{
-		meta: map[string]Meta{}, partitions: map[string]bool{}, commits: map[string]bool{},
-		listFrom: map[string]string{},
+	if r.kind == resetRecord {
+		for _, b := range s.buckets {
+			b.meta = map[string]Meta{}
+		}
+		return
 	}
-	err := filepath.WalkDir(folder, func(path string, entry fs.DirEntry, err error) error {
-		if err != nil || entry.IsDir() {
-			return err
-		}
-		if !strings.HasSuffix(path, objectSuffix) {
-			if strings.HasSuffix(path, tempSuffix) { // a write cut short by a kill
-				return os.Remove(path)
-			}
-			return nil
-		}
-		head, size, err := readHeader(path)
-		if err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-		relative, _ := filepath.Rel(folder, path)
-		key := keyOf(filepath.ToSlash(relative))
-		b.meta[key] = newMeta(key, size, head.ETag, head.ModifiedMs)
-		if head.ModifiedMs > s.lastMs {
-			s.lastMs = head.ModifiedMs
-		}
-		return nil
-	})
-	if err != nil {
-		return err
+	b, ok := s.buckets[r.bucket]
+	if !ok { // a bucket no longer served: compaction drops it
+		return
 	}
-	for key := range b.meta {
-		b.keys = append(b.keys, key)
-		b.index(key)
+	if r.kind == putRecord {
+		b.meta[r.key] = newMeta(r.key, r.etag, r.modifiedMs, r.at)
+	} else {
+		delete(b.meta, r.key)
 	}
-	sort.Strings(b.keys)
-	s.buckets[name] = b
-	log.Printf("INFO bucket %s: %d objects", name, len(b.meta))
-	return nil
 }
 
 // index notes a new key that is a batch or a committed offset.
@@ -245,28 +230,72 @@ func (b *bucket) index(key string) {
 	}
 }
 
-// readHeader reads an object file's header line; size is the body's.
-func readHeader(path string) (header, int64, error) {
-	var head header
-	file, err := os.Open(path)
-	if err != nil {
-		return head, 0, err
+// moveFiles moves the objects of a store written before segments, one file each (its first
+// line a JSON header with the ETag and LastModified, the rest the body), into the segments,
+// then deletes the files. A kill in between moves them again at the next start.
+func (s *Store) moveFiles(buckets []string) error {
+	clockFile := filepath.Join(s.root, ".clock")
+	if text, err := os.ReadFile(clockFile); err == nil {
+		if ms, err := strconv.ParseInt(strings.TrimSpace(string(text)), 10, 64); err == nil && ms > s.lastMs {
+			s.lastMs = ms
+		}
 	}
-	defer file.Close()
-	info, err := file.Stat()
-	if err != nil {
-		return head, 0, err
+	moved := 0
+	for _, name := range buckets {
+		folder := filepath.Join(s.root, name)
+		err := filepath.WalkDir(folder, func(path string, entry fs.DirEntry, err error) error {
+			if errors.Is(err, fs.ErrNotExist) && path == folder {
+				return fs.SkipDir
+			}
+			if err != nil || entry.IsDir() || !strings.HasSuffix(path, objectSuffix) {
+				return err
+			}
+			data, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			var head struct {
+				ETag       string `json:"etag"`
+				ModifiedMs int64  `json:"modified_ms"`
+			}
+			end := bytes.IndexByte(data, '\n')
+			if end < 0 || json.Unmarshal(data[:end], &head) != nil {
+				return fmt.Errorf("%s: damaged header", path)
+			}
+			relative, _ := filepath.Rel(folder, path)
+			key := keyOf(filepath.ToSlash(relative))
+			at, err := s.disk.append(putRecord, name, key, head.ETag, head.ModifiedMs, data[end+1:])
+			if err != nil {
+				return err
+			}
+			s.replay(record{putRecord, name, key, head.ETag, head.ModifiedMs, at})
+			moved++
+			return nil
+		})
+		if err != nil {
+			return err
+		}
 	}
-	buffer := make([]byte, 256)
-	n, _ := file.Read(buffer)
-	end := strings.IndexByte(string(buffer[:n]), '\n')
-	if end < 0 {
-		return head, 0, errors.New("no header line")
+	if moved == 0 {
+		return removeIfThere(clockFile)
 	}
-	if err := json.Unmarshal(buffer[:end], &head); err != nil {
-		return head, 0, err
+	if err := s.disk.files[s.disk.active].Sync(); err != nil {
+		return err
 	}
-	return head, info.Size() - int64(end) - 1, nil
+	for _, name := range buckets {
+		if err := os.RemoveAll(filepath.Join(s.root, name)); err != nil {
+			return err
+		}
+	}
+	log.Printf("INFO moved %d objects from files into segments", moved)
+	return removeIfThere(clockFile)
+}
+
+func removeIfThere(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
 }
 
 func (s *Store) bucket(name string) (*bucket, error) {
@@ -324,21 +353,23 @@ func (s *Store) Put(bucketName, key string, body []byte, ifMatch, ifNoneMatch *s
 	if ifMatch != nil && !(exists && ETagMatches(*ifMatch, current.ETag)) {
 		return Meta{}, preconditionFailed(key)
 	}
+	if len(key) > MaxKeyBytes {
+		return Meta{}, storeError("KeyTooLongError", 400, "Your key is too long.", key)
+	}
 	stamp := s.clock().UnixMilli()
 	if stamp <= s.lastMs {
 		stamp = s.lastMs + 1
 	}
-	meta := newMeta(key, int64(len(body)), etag, stamp)
-	head, _ := json.Marshal(header{etag, stamp})
-	data := append(append(head, '\n'), body...)
-	if err := s.write(filepath.Join(s.root, bucketName, storePath(key)), data); err != nil {
-		if errors.Is(err, syscall.ENAMETOOLONG) {
-			return Meta{}, storeError("KeyTooLongError", 400, "Your key is too long.", key)
-		}
+	at, err := s.disk.append(putRecord, bucketName, key, etag, stamp, body)
+	if err != nil {
 		return Meta{}, err
 	}
+	meta := newMeta(key, etag, stamp, at)
 	s.lastMs = stamp
-	delete(s.retired, retiredKey{bucketName, key})
+	if exists {
+		s.disk.release(current.at)
+	}
+	s.unlink(bucketName, key)
 	if commitKey.MatchString(key) {
 		b.readBack(key, body)
 	}
@@ -350,7 +381,7 @@ func (s *Store) Put(bucketName, key string, body []byte, ifMatch, ifNoneMatch *s
 		b.index(key)
 	}
 	b.meta[key] = meta
-	return meta, nil
+	return meta, s.compactIfDue()
 }
 
 // readBack lists a partition whole again, until the next retention pass, when a group's new
@@ -366,30 +397,6 @@ func (b *bucket) readBack(commit string, body []byte) {
 	if err != nil || read.offset < baseOffset(first) {
 		delete(b.listFrom, records)
 	}
-}
-
-func (s *Store) write(path string, data []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	temp, err := os.CreateTemp(filepath.Dir(path), ".*"+tempSuffix)
-	if err != nil {
-		return err
-	}
-	_, err = temp.Write(data)
-	if err == nil && s.fsync {
-		err = temp.Sync()
-	}
-	if closeErr := temp.Close(); err == nil {
-		err = closeErr
-	}
-	if err == nil {
-		err = os.Rename(temp.Name(), path)
-	}
-	if err != nil {
-		os.Remove(temp.Name())
-	}
-	return err
 }
 
 // object finds a listed or retired object; the caller holds the lock.
@@ -414,31 +421,24 @@ func (s *Store) Head(bucketName, key string) (Meta, error) {
 	return s.object(bucketName, key)
 }
 
-// Get is an object's metadata and body. The file is read outside the lock: a write replaces
-// it whole (rename), and the metadata comes from the file read, so the two always agree.
+// Get is an object's metadata and body.
 func (s *Store) Get(bucketName, key string) (Meta, []byte, error) {
-	if _, err := s.Head(bucketName, key); err != nil {
-		return Meta{}, nil, err
-	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	return s.read(bucketName, key)
 }
 
-// read is an object's file: its header's metadata and its body.
+// read is a listed or retired object's metadata and body; the caller holds the lock.
 func (s *Store) read(bucketName, key string) (Meta, []byte, error) {
-	data, err := os.ReadFile(filepath.Join(s.root, bucketName, storePath(key)))
-	if errors.Is(err, fs.ErrNotExist) { // deleted since it was looked up
-		return Meta{}, nil, noSuchKey(key)
-	}
+	meta, err := s.object(bucketName, key)
 	if err != nil {
 		return Meta{}, nil, err
 	}
-	end := bytes.IndexByte(data, '\n')
-	var head header
-	if end < 0 || json.Unmarshal(data[:end], &head) != nil {
-		return Meta{}, nil, fmt.Errorf("%s/%s: damaged header", bucketName, key)
+	if r, ok := s.retired[retiredKey{bucketName, key}]; ok && r.body != nil {
+		return meta, r.body, nil
 	}
-	body := data[end+1:]
-	return Meta{Size: int64(len(body)), ETag: head.ETag, ModifiedMs: head.ModifiedMs}, body, nil
+	body, err := s.disk.read(meta.at)
+	return meta, body, err
 }
 
 // List is one ListObjectsV2 page: keys from start (inclusive) in order, folded at delimiter.
@@ -500,10 +500,14 @@ func (s *Store) DeleteMany(bucketName string, keys []string) error {
 	for _, key := range removed {
 		s.unlink(bucketName, key)
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	return s.compactIfDue()
 }
 
-// unlist takes keys out of the index and returns those that were in it.
+// unlist takes keys out of the index, with a tombstone each in the segments, and returns those
+// that were in it. A retired key's record stays live until `unlink`.
 func (s *Store) unlist(bucketName string, keys []string) ([]string, error) {
 	b, err := s.bucket(bucketName)
 	if err != nil {
@@ -511,8 +515,15 @@ func (s *Store) unlist(bucketName string, keys []string) ([]string, error) {
 	}
 	var removed []string
 	for _, key := range keys {
-		if _, ok := b.meta[key]; !ok {
+		meta, ok := b.meta[key]
+		if !ok {
 			continue
+		}
+		if _, err := s.disk.append(deleteRecord, bucketName, key, "", s.lastMs, nil); err != nil {
+			return removed, err
+		}
+		if _, isRetired := s.retired[retiredKey{bucketName, key}]; !isRetired {
+			s.disk.release(meta.at)
 		}
 		delete(b.meta, key)
 		at := sort.SearchStrings(b.keys, key)
@@ -521,22 +532,69 @@ func (s *Store) unlist(bucketName string, keys []string) ([]string, error) {
 		delete(s.committed, key)
 		removed = append(removed, key)
 	}
-	if len(removed) > 0 { // the newest LastModified may have gone with them: keep it
-		err = s.write(s.clockFile(), []byte(strconv.FormatInt(s.lastMs, 10)))
-	}
-	return removed, err
+	return removed, nil
 }
 
+// unlink forgets a retired object: nothing reads it any more.
 func (s *Store) unlink(bucketName, key string) {
-	delete(s.retired, retiredKey{bucketName, key})
-	top := filepath.Join(s.root, bucketName)
-	path := filepath.Join(top, storePath(key))
-	os.Remove(path)
-	for folder := filepath.Dir(path); folder != top && strings.HasPrefix(folder, top); folder = filepath.Dir(folder) {
-		if os.Remove(folder) != nil { // not empty
-			return
+	k := retiredKey{bucketName, key}
+	if r, ok := s.retired[k]; ok {
+		delete(s.retired, k)
+		s.disk.release(r.meta.at)
+	}
+}
+
+// compactIfDue rewrites the live objects into a new segment once dead records outweigh them;
+// the caller holds the lock. Retired objects keep their bodies in memory until they go.
+func (s *Store) compactIfDue() error {
+	if !s.disk.due() {
+		return nil
+	}
+	c, err := s.disk.compact(s.lastMs)
+	if err != nil {
+		return err
+	}
+	moved := map[*bucket]map[string]Meta{}
+	var live int64
+	for name, b := range s.buckets {
+		moved[b] = make(map[string]Meta, len(b.meta))
+		for key, meta := range b.meta {
+			body, err := s.disk.read(meta.at)
+			if err == nil {
+				meta.at, err = c.add(putRecord, name, key, meta.ETag, meta.ModifiedMs, body)
+			}
+			if err != nil {
+				c.abandon()
+				return err
+			}
+			moved[b][key] = meta
+			live += meta.at.record
 		}
 	}
+	bodies := map[retiredKey][]byte{}
+	for k, r := range s.retired {
+		if r.body == nil {
+			body, err := s.disk.read(r.meta.at)
+			if err != nil {
+				c.abandon()
+				return err
+			}
+			bodies[k] = body
+		}
+	}
+	if err := c.finish(live); err != nil {
+		return err
+	}
+	for b, metas := range moved {
+		b.meta = metas
+	}
+	for k, body := range bodies {
+		r := s.retired[k]
+		r.body, r.meta.at = body, location{}
+		s.retired[k] = r
+	}
+	log.Printf("INFO compacted the segments: %d bytes of live objects", live)
+	return nil
 }
 
 // Retention is what `Expire` keeps; a nil field does not limit.
@@ -633,7 +691,7 @@ func (s *Store) Expire(keep Retention, limit int) (int, error) {
 			keys := make([]string, count)
 			for i, entry := range batches[:count] {
 				keys[i] = entry.Key
-				s.retired[retiredKey{name, entry.Key}] = retired{now.Add(RetiredFor), entry.Meta}
+				s.retired[retiredKey{name, entry.Key}] = retired{until: now.Add(RetiredFor), meta: entry.Meta}
 			}
 			if _, err := s.unlist(name, keys); err != nil {
 				return deleted, err
@@ -641,7 +699,7 @@ func (s *Store) Expire(keep Retention, limit int) (int, error) {
 			deleted += count
 		}
 	}
-	return deleted, nil
+	return deleted, s.compactIfDue()
 }
 
 func minOf(values ...int) int {

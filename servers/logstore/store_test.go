@@ -71,12 +71,6 @@ func records(partition int) string {
 
 func ptr[T any](value T) *T { return &value }
 
-// plain is a Meta as Get returns it: without its rendering for listings.
-func plain(meta Meta) Meta {
-	meta.listed = ""
-	return meta
-}
-
 func TestStorePathsAsPythonWroteThem(t *testing.T) {
 	cases := map[string]string{
 		"clusters/c/records/00000000000000000001.batch": "clusters/c/records/00000000000000000001.batch.s3o",
@@ -103,7 +97,7 @@ func TestCreateRefusesAnExistingKey(t *testing.T) {
 		t.Fatalf("second create: %v", err)
 	}
 	meta, body, _ := s.Get("b", "k")
-	if meta != plain(first) || string(body) != "one" {
+	if meta != first || string(body) != "one" {
 		t.Fatalf("got %v %q", meta, body)
 	}
 }
@@ -119,7 +113,7 @@ func TestUpdateNeedsTheCurrentETag(t *testing.T) {
 		t.Fatalf("stale update: %v", err)
 	}
 	meta, body, _ := s.Get("b", "k")
-	if meta != plain(second) || string(body) != "two" || second.ETag != `"b8a9f715dbb64fd5c56e7783c6820a61"` {
+	if meta != second || string(body) != "two" || second.ETag != `"b8a9f715dbb64fd5c56e7783c6820a61"` {
 		t.Fatalf("got %v %q", meta, body) // the ETag is md5("two")
 	}
 }
@@ -233,10 +227,6 @@ func TestARestartRestoresEveryObject(t *testing.T) {
 	for _, key := range names {
 		metas[key] = put(t, s, key, key)
 	}
-	cut := filepath.Join(root, "b", "a", ".cut-short.tmp")
-	if err := os.WriteFile(cut, []byte("a write a kill interrupted"), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	again := open(t, root, c)
 	sorted := append([]string(nil), names...)
 	sort.Strings(sorted)
@@ -245,12 +235,164 @@ func TestARestartRestoresEveryObject(t *testing.T) {
 	}
 	for _, key := range names {
 		meta, body, err := again.Get("b", key)
-		if err != nil || meta != plain(metas[key]) || string(body) != key {
+		if err != nil || meta != metas[key] || string(body) != key {
 			t.Fatalf("%q: %v %q %v", key, meta, body, err)
 		}
 	}
-	if _, err := os.Stat(cut); !os.IsNotExist(err) {
-		t.Fatal("the cut-short write is still there")
+}
+
+// A kill in the middle of an append leaves part of a record: the restart cuts it off, and
+// keeps every whole one.
+func TestARestartCutsOffARecordAKillLeftHalfWritten(t *testing.T) {
+	root, c := t.TempDir(), newClock()
+	s := open(t, root, c)
+	put(t, s, "kept", "x")
+	put(t, s, "torn", "a body long enough to be cut")
+	segment := onlySegment(t, root)
+	info := must[os.FileInfo](t)(os.Stat(segment))
+	if err := os.Truncate(segment, info.Size()-5); err != nil {
+		t.Fatal(err)
+	}
+	again := open(t, root, c)
+	if got := keys(t, again, ""); !reflect.DeepEqual(got, []string{"kept"}) {
+		t.Fatalf("keys %v", got)
+	}
+	put(t, again, "next", "y")
+	if got := keys(t, open(t, root, c), ""); !reflect.DeepEqual(got, []string{"kept", "next"}) {
+		t.Fatalf("keys after the next write %v", got)
+	}
+}
+
+func onlySegment(t *testing.T, root string) string {
+	t.Helper()
+	found := must[[]string](t)(filepath.Glob(filepath.Join(root, "segments", "*"+segmentSuffix)))
+	if len(found) != 1 {
+		t.Fatalf("segments %v", found)
+	}
+	return found[0]
+}
+
+// Stores written before segments, one file per object, are moved into a segment at start.
+func TestFilesOfTheEarlierLayoutMoveIntoASegment(t *testing.T) {
+	root, c := t.TempDir(), newClock()
+	objects := map[string]string{"a/b.json": "{}", batch(0, 7): "x7", "€ %2F+": "odd"}
+	for key, body := range objects {
+		path := filepath.Join(root, "b", storePath(key))
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		head := `{"etag": "\"e\"", "modified_ms": 1700000000005}` + "\n"
+		if err := os.WriteFile(path, []byte(head+body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(root, ".clock"), []byte("1700000000009"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for restart := 0; restart < 2; restart++ {
+		s := open(t, root, c)
+		for key, body := range objects {
+			meta, got, err := s.Get("b", key)
+			if err != nil || string(got) != body || meta.ETag != `"e"` || meta.ModifiedMs != 1700000000005 {
+				t.Fatalf("restart %d, %q: %v %q %v", restart, key, meta, got, err)
+			}
+		}
+		if got := len(keys(t, s, "")); got != len(objects)+restart {
+			t.Fatalf("restart %d: %d keys", restart, got)
+		}
+		if stamp := put(t, s, fmt.Sprint("new", restart), "x").ModifiedMs; stamp <= 1700000000009 {
+			t.Fatalf("stamp %d: the old clock is lost", stamp)
+		}
+		for _, gone := range []string{"b", ".clock"} {
+			if _, err := os.Stat(filepath.Join(root, gone)); !os.IsNotExist(err) {
+				t.Fatalf("%s is still there", gone)
+			}
+		}
+	}
+}
+
+// Once dead records outweigh the live objects, compaction rewrites the live ones into one new
+// segment: every object reads the same, retired ones too, before and after a restart.
+func TestCompactionKeepsEveryLiveObjectAndDropsTheRest(t *testing.T) {
+	root, c := t.TempDir(), newClock()
+	s := open(t, root, c)
+	s.disk.compactAbove = 1000
+	for offset := 0; offset < 4; offset++ {
+		put(t, s, batch(0, offset), fmt.Sprint("b", offset))
+	}
+	if n := expire(t, s, Retention{MaxBatches: ptr(2)}, expireLimit); n != 2 {
+		t.Fatalf("deleted %d", n)
+	}
+	first := onlySegment(t, root)
+	var last Meta
+	for i := 0; i < 100; i++ { // ~60 bytes of records each, all but the last dead
+		last = put(t, s, "clusters/c/watermark.json", fmt.Sprint(i))
+	}
+	now := onlySegment(t, root)
+	if now == first {
+		t.Fatal("no compaction")
+	}
+	if size := must[os.FileInfo](t)(os.Stat(now)).Size(); size > 2000 {
+		t.Fatalf("the compacted segment holds %d bytes", size)
+	}
+	check := func(s *Store, retiredReadable bool) {
+		t.Helper()
+		want := []string{batch(0, 2), batch(0, 3), "clusters/c/watermark.json"}
+		if got := keys(t, s, ""); !reflect.DeepEqual(got, want) {
+			t.Fatalf("keys %v", got)
+		}
+		if meta, body, err := s.Get("b", "clusters/c/watermark.json"); err != nil || string(body) != "99" || meta.ETag != last.ETag {
+			t.Fatalf("%v %q %v", meta, body, err)
+		}
+		if _, body, _ := s.Get("b", batch(0, 3)); string(body) != "b3" {
+			t.Fatalf("%q", body)
+		}
+		_, body, err := s.Get("b", batch(0, 0))
+		if retiredReadable && string(body) != "b0" || !retiredReadable && code(err) != "NoSuchKey" {
+			t.Fatalf("retired: %q %v", body, err)
+		}
+	}
+	check(s, true)
+	c.now = c.now.Add(RetiredFor)
+	expire(t, s, Retention{MaxBatches: ptr(2)}, expireLimit)
+	check(s, false)
+	check(open(t, root, c), false)
+}
+
+// A kill during compaction: before the rename, its temporary file is dropped; after it, the
+// older segments are, and the reset record keeps what they held from coming back.
+func TestAKillDuringCompactionLosesAndResurrectsNothing(t *testing.T) {
+	root, c := t.TempDir(), newClock()
+	s := open(t, root, c)
+	put(t, s, "gone", "x")
+	put(t, s, "kept", "y")
+	must[struct{}](t)(struct{}{}, s.DeleteMany("b", []string{"gone"}))
+	older := onlySegment(t, root)
+	saved := must[[]byte](t)(os.ReadFile(older))
+	compaction := must[*compaction](t)(s.disk.compact(s.lastMs))
+	meta := s.buckets["b"].meta["kept"]
+	must[location](t)(compaction.add(putRecord, "b", "kept", meta.ETag, meta.ModifiedMs, []byte("y")))
+	cutShort := compaction.file.Name()
+	if got := keys(t, open(t, root, c), ""); !reflect.DeepEqual(got, []string{"kept"}) {
+		t.Fatalf("keys %v", got)
+	}
+	if _, err := os.Stat(cutShort); !os.IsNotExist(err) {
+		t.Fatal("the cut-short compaction is still there")
+	}
+	s = open(t, root, c)
+	s.disk.compactAbove = 0
+	if err := s.compactIfDue(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(older, saved, 0o644); err != nil { // as if the kill came before its removal
+		t.Fatal(err)
+	}
+	again := open(t, root, c)
+	if got := keys(t, again, ""); !reflect.DeepEqual(got, []string{"kept"}) {
+		t.Fatalf("keys %v", got)
+	}
+	if _, err := os.Stat(older); !os.IsNotExist(err) {
+		t.Fatal("the older segment is still there")
 	}
 }
 
@@ -266,20 +408,16 @@ func TestLastModifiedKeepsIncreasingAfterARestart(t *testing.T) {
 	}
 }
 
-func TestDeleteManyRemovesFilesAndEmptyFolders(t *testing.T) {
-	root := t.TempDir()
-	s := open(t, root, newClock())
+func TestDeleteManyRemovesObjectsForGood(t *testing.T) {
+	root, c := t.TempDir(), newClock()
+	s := open(t, root, c)
 	put(t, s, "x/y/z", "x")
 	put(t, s, "x/keep", "x")
 	must[struct{}](t)(struct{}{}, s.DeleteMany("b", []string{"x/y/z", "never/existed"}))
-	if got := keys(t, s, ""); !reflect.DeepEqual(got, []string{"x/keep"}) {
-		t.Fatalf("keys %v", got)
-	}
-	if _, err := os.Stat(filepath.Join(root, "b", "x", "y")); !os.IsNotExist(err) {
-		t.Fatal("the empty folder is still there")
-	}
-	if _, err := os.Stat(filepath.Join(root, "b", storePath("x/keep"))); err != nil {
-		t.Fatal(err)
+	for _, store := range []*Store{s, open(t, root, c)} {
+		if got := keys(t, store, ""); !reflect.DeepEqual(got, []string{"x/keep"}) {
+			t.Fatalf("keys %v", got)
+		}
 	}
 }
 
@@ -335,8 +473,8 @@ func TestAnExpiredBatchStaysReadableForAWhileAfterItLeftTheListing(t *testing.T)
 	if _, _, err := s.Get("b", batch(0, 0)); code(err) != "NoSuchKey" {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(root, "b", storePath(batch(0, 0)))); !os.IsNotExist(err) {
-		t.Fatal("the retired file is still there")
+	if _, _, err := open(t, root, c).Get("b", batch(0, 0)); code(err) != "NoSuchKey" {
+		t.Fatal("the retired batch came back after a restart")
 	}
 	if _, body, _ := s.Get("b", batch(0, 2)); string(body) != "x2" {
 		t.Fatalf("%q", body)
