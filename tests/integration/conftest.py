@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 from playwright.sync_api import Page, sync_playwright
 
 from app import supervisor
@@ -50,6 +51,34 @@ def wait_until(probe: Callable[[], T | None], timeout: float = 30.0, every: floa
             return last
         time.sleep(every)
     raise AssertionError(f"condition not met within {PATIENCE * timeout:g}s (last: {last!r})")
+
+
+def read_to_end(config: dict[str, Any], topic: str, timeout: float = 60.0) -> list[Message]:
+    """Every message on `topic` up to its end when called, read from its start with a consumer
+    of `config` (manual assignment). Reads up to the high watermarks, not up to a pause: a slow
+    fetch on a busy machine must not cut the newest messages off."""
+    consumer = Consumer(config)
+    try:
+        partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
+        ends = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
+            for p in partitions
+        }
+        left = {p: high for p, (low, high) in ends.items() if high > low}
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+        messages: list[Message] = []
+        deadline = time.monotonic() + PATIENCE * timeout
+        while left:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{topic}: not read up to {ends} in time (left: {left})")
+            for msg in consumer.consume(500, 1.0):
+                assert msg.error() is None, msg.error()
+                messages.append(msg)
+                if msg.offset() >= left.get(msg.partition(), 0) - 1:
+                    left.pop(msg.partition(), None)
+        return messages
+    finally:
+        consumer.close()
 
 
 API_KEY = "driftline-test-key-7f3a9c2e"

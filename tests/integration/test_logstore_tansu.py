@@ -28,7 +28,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from servers.logstore import BUCKET, binary, client_env
 from servers.recipe import free_port
-from tests.integration.conftest import PATIENCE
+from tests.integration.conftest import PATIENCE, read_to_end
 
 pytestmark = [pytest.mark.integration]
 
@@ -149,30 +149,9 @@ def produce(brokers: str, phase: str, producers: int, total: int) -> set[str]:
 
 
 def read_all(brokers: str) -> list[str]:
-    """Every message of every partition, from offset 0 up to the high watermark."""
-    consumer = Consumer(
-        {"bootstrap.servers": brokers, "group.id": "reader", "enable.auto.commit": False}
-    )
-    try:
-        ends = {
-            p: consumer.get_watermark_offsets(TopicPartition(TOPIC, p), timeout=10)[1]
-            for p in range(PARTITIONS)
-        }
-        consumer.assign([TopicPartition(TOPIC, p, 0) for p in range(PARTITIONS)])
-        positions = dict.fromkeys(range(PARTITIONS), -1)
-        values: list[str] = []
-
-        def caught_up() -> bool:
-            for message in consumer.consume(500, 0.5):
-                assert message.error() is None, message.error()
-                values.append((message.value() or b"").decode())
-                positions[message.partition()] = message.offset()
-            return all(positions[p] >= ends[p] - 1 for p in range(PARTITIONS))
-
-        wait_until(caught_up, f"reading up to the watermarks {ends}", timeout=60)
-        return values
-    finally:
-        consumer.close()
+    """Every message of every partition, up to the high watermarks."""
+    config = {"bootstrap.servers": brokers, "group.id": "reader", "enable.auto.commit": False}
+    return [(message.value() or b"").decode() for message in read_to_end(config, TOPIC)]
 
 
 def create_topic(brokers: str, topic: str = TOPIC, partitions: int = PARTITIONS) -> None:

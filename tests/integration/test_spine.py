@@ -11,7 +11,7 @@ import uuid
 import duckdb
 import httpx
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, TopicPartition
+from confluent_kafka import Message, Producer
 
 import lakehouse
 from broker.clients import consumer_config, producer_config
@@ -26,7 +26,7 @@ from driftline.topics import (
 )
 from models import registry
 from tests.factories import make_feedback, make_result
-from tests.integration.conftest import PATIENCE, Stack, wait_until
+from tests.integration.conftest import Stack, read_to_end, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -51,31 +51,8 @@ def lake_rows(s: Settings, sql: str, params: list | None = None) -> list[tuple]:
 
 
 def read_messages(s: Settings, topic: str) -> list[Message]:
-    """Every message on `topic` up to its end when called (manual assignment from the start).
-    Reads up to the high watermarks, not up to a pause: a slow fetch on a busy machine must not
-    cut the newest messages off."""
-    consumer = Consumer(consumer_config(s, "tests"))
-    try:
-        partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
-        ends = {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
-            for p in partitions
-        }
-        left = {p: high for p, (low, high) in ends.items() if high > low}
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-        messages: list[Message] = []
-        deadline = time.monotonic() + 60 * PATIENCE
-        while left:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{topic}: not read up to {ends} in time (left: {left})")
-            for msg in consumer.consume(500, 1.0):
-                assert msg.error() is None, msg.error()
-                messages.append(msg)
-                if msg.offset() >= left.get(msg.partition(), 0) - 1:
-                    left.pop(msg.partition(), None)
-        return messages
-    finally:
-        consumer.close()
+    """Every message on `topic` up to its end when called."""
+    return read_to_end(consumer_config(s, "tests"), topic)
 
 
 def read_topic(s: Settings, topic: str) -> list[bytes]:
