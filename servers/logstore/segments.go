@@ -14,10 +14,12 @@
 package main
 
 import (
+	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"io/fs"
 	"log"
 	"os"
@@ -183,32 +185,57 @@ func openSegmentLog(dir string, fsync bool, apply func(record)) (*segmentLog, er
 // whether the segment holds a reset record.
 func (g *segmentLog) replay(id int64, apply func(record)) (reset bool, err error) {
 	path := filepath.Join(g.dir, segmentName(id))
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return false, err
-	}
-	end := 0
-	for end < len(data) {
-		r, n, ok := decodeRecord(data[end:])
-		if !ok {
-			log.Printf("WARN %s: a damaged or short record at byte %d of %d: cut there", path, end, len(data))
-			if err := os.Truncate(path, int64(end)); err != nil {
-				return false, err
-			}
-			break
-		}
-		r.at.segment, r.at.body = id, r.at.body+int64(end)
-		reset = reset || r.kind == resetRecord
-		apply(r)
-		end += n
-	}
 	file, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		return false, err
 	}
-	g.files[id], g.active, g.size = file, id, int64(end)
-	g.total += int64(end)
+	info, err := file.Stat()
+	if err != nil {
+		file.Close()
+		return false, err
+	}
+	// Streamed a record at a time: a segment can be larger than what the store holds live.
+	reader := bufio.NewReaderSize(file, 1<<20)
+	var buffer []byte
+	end := int64(0)
+	for end < info.Size() {
+		r, n, ok := readRecord(reader, info.Size()-end, &buffer)
+		if !ok {
+			log.Printf("WARN %s: a damaged or short record at byte %d of %d: cut there", path, end, info.Size())
+			if err := file.Truncate(end); err != nil {
+				file.Close()
+				return false, err
+			}
+			break
+		}
+		r.at.segment, r.at.body = id, r.at.body+end
+		reset = reset || r.kind == resetRecord
+		apply(r)
+		end += int64(n)
+	}
+	g.files[id], g.active, g.size = file, id, end
+	g.total += end
 	return reset, nil
+}
+
+// readRecord reads the next record, at most left bytes long, into buffer (grown as needed).
+func readRecord(reader *bufio.Reader, left int64, buffer *[]byte) (record, int, bool) {
+	prefix, err := reader.Peek(recordPrefix)
+	if err != nil {
+		return record{}, 0, false
+	}
+	size := int64(recordPrefix) + int64(binary.LittleEndian.Uint32(prefix))
+	if size > left { // cut short, or a damaged length
+		return record{}, 0, false
+	}
+	if int64(cap(*buffer)) < size {
+		*buffer = make([]byte, size)
+	}
+	data := (*buffer)[:size]
+	if _, err := io.ReadFull(reader, data); err != nil {
+		return record{}, 0, false
+	}
+	return decodeRecord(data)
 }
 
 func (g *segmentLog) create(id int64) error {

@@ -242,25 +242,45 @@ func TestARestartRestoresEveryObject(t *testing.T) {
 }
 
 // A kill in the middle of an append leaves part of a record: the restart cuts it off, and
-// keeps every whole one.
+// keeps every whole one. So does a record damaged on disk, its length or its bytes.
 func TestARestartCutsOffARecordAKillLeftHalfWritten(t *testing.T) {
-	root, c := t.TempDir(), newClock()
-	s := open(t, root, c)
-	put(t, s, "kept", "x")
-	put(t, s, "torn", "a body long enough to be cut")
-	segment := onlySegment(t, root)
-	info := must[os.FileInfo](t)(os.Stat(segment))
-	if err := os.Truncate(segment, info.Size()-5); err != nil {
-		t.Fatal(err)
+	damages := map[string]func(segment string, last int64){
+		"cut short": func(segment string, last int64) {
+			info := must[os.FileInfo](t)(os.Stat(segment))
+			must[struct{}](t)(struct{}{}, os.Truncate(segment, info.Size()-5))
+		},
+		"a length past the end": func(segment string, last int64) {
+			overwrite(t, segment, last, []byte{0xff, 0xff, 0xff, 0x7f})
+		},
+		"a changed byte of its body": func(segment string, last int64) {
+			info := must[os.FileInfo](t)(os.Stat(segment))
+			overwrite(t, segment, info.Size()-3, []byte{'#'})
+		},
 	}
-	again := open(t, root, c)
-	if got := keys(t, again, ""); !reflect.DeepEqual(got, []string{"kept"}) {
-		t.Fatalf("keys %v", got)
+	for name, damage := range damages {
+		t.Run(name, func(t *testing.T) {
+			root, c := t.TempDir(), newClock()
+			s := open(t, root, c)
+			first := put(t, s, "kept", "x")
+			put(t, s, "torn", "a body long enough to be cut")
+			damage(onlySegment(t, root), first.at.record)
+			again := open(t, root, c)
+			if got := keys(t, again, ""); !reflect.DeepEqual(got, []string{"kept"}) {
+				t.Fatalf("keys %v", got)
+			}
+			put(t, again, "next", "y")
+			if got := keys(t, open(t, root, c), ""); !reflect.DeepEqual(got, []string{"kept", "next"}) {
+				t.Fatalf("keys after the next write %v", got)
+			}
+		})
 	}
-	put(t, again, "next", "y")
-	if got := keys(t, open(t, root, c), ""); !reflect.DeepEqual(got, []string{"kept", "next"}) {
-		t.Fatalf("keys after the next write %v", got)
-	}
+}
+
+func overwrite(t *testing.T, path string, offset int64, data []byte) {
+	t.Helper()
+	file := must[*os.File](t)(os.OpenFile(path, os.O_WRONLY, 0))
+	defer file.Close()
+	must[int](t)(file.WriteAt(data, offset))
 }
 
 func onlySegment(t *testing.T, root string) string {
