@@ -272,6 +272,8 @@ class ModelWindow:
         while self.watermark >= self.end:
             if self.window:
                 out.extend(self.emit())
+            else:
+                self._skip_empty_slides()
             self.end += self.config.slide_seconds
             start = self._start()
             while self._queue and self._queue[0][0] < start:
@@ -285,6 +287,16 @@ class ModelWindow:
                 self._enter(self.pending.pop(key))
             self.early_feedback = {k: v for k, v in self.early_feedback.items() if v[0] >= start}
         return out
+
+    def _skip_empty_slides(self) -> None:
+        """With the window empty, move `end` to one slide before the first end at which a
+        pending event enters or the watermark stops: nothing is emitted in between, and a
+        result from 2000 followed by one from today would otherwise step through 400 million
+        empty windows one at a time (a monitor frozen for hours)."""
+        assert self.end is not None
+        first_pending = self._queue[0][0] if self._queue else math.inf  # the window is empty
+        target = min(self._next_boundary(self.watermark), self._next_boundary(first_pending))
+        self.end = max(self.end, target - self.config.slide_seconds)
 
     def _map_entered(self) -> None:
         """Add the events that entered since the last emission to the MMD, in one batch, and

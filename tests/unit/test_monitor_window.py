@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import doctest
 import pickle
+import signal
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -339,3 +340,36 @@ def test_mmd_alerts_once_by_the_default_cusum_rule_after_the_drift(run: tuple) -
     assert report.mmd_drift and "CUSUM" in alert.message and alert.value == report.mmd
     # After the drift: `simulate` shifts the stream after event n / 2 = 750, at 1000 + 0.2 * 750 s.
     assert alert.window_end == report.window_end and alert.window_end.timestamp() > 1150.0
+
+
+def test_years_without_results_pass_in_one_step_and_every_window_is_still_right() -> None:
+    """A backfilled result from 2000, then today's: the empty windows in between are skipped
+    at once (stepping through them, 5 s at a time, froze a monitor for hours), and every window
+    with results is still emitted, once, with exactly its results. An alarm fails the test
+    instead of letting it hang should the skipping break."""
+    config = window_settings(length=40.0, slide=5.0, lateness=2.0, domain_rows=50)
+    rng = np.random.default_rng(11)
+    w = model_window(reference(rng), config)
+    year = 365 * 86_400.0
+    bursts = [946_684_800.0, 946_684_800.0 + 12.0, 946_684_800.0 + 300.0, 1_764_547_200.0]
+    times = sorted(float(t + u) for t in bursts for u in rng.uniform(0, 30, size=20))
+    times.append(times[-1] + 30 * year)  # closes the last windows (nothing of it is emitted)
+    signal.signal(signal.SIGALRM, lambda *_: pytest.fail("the window stepped through the gap"))
+    signal.alarm(30)
+    try:
+        reports = [
+            r
+            for i, t in enumerate(times)
+            for r in w.add_result(Event(f"{i}", t, 0.5, 0.5, 1, encode_row(np.ones(4)))).reports
+        ]
+    finally:
+        signal.alarm(0)
+    last = times[-1] - config.lateness_seconds  # the watermark
+    slide, length = config.slide_seconds, config.window_seconds
+    expected = {
+        end: n
+        for end in {(t // slide + k) * slide for t in times[:-1] for k in range(1, 9)}
+        if end <= last and (n := sum(end - length <= t < end for t in times)) > 0
+    }
+    assert {r.window_end.timestamp(): r.n for r in reports} == expected
+    assert len(reports) == len(expected) and len(expected) > 30
