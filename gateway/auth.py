@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Security, status
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.requests import HTTPConnection
 
 from driftline.settings import GatewaySettings
 
@@ -70,3 +71,13 @@ def guard(gateway: GatewaySettings) -> list[Any]:
         check(keys, bearer.credentials if bearer is not None else None, api_key)
 
     return [Depends(require_key)]
+
+
+async def authorized(keys: tuple[str, ...], connection: HTTPConnection) -> bool:
+    """Whether the request carries what `guard`'s dependency accepts (read the same way)."""
+    bearer, api_key = await BEARER(connection), await API_KEY(connection)
+    try:
+        check(keys, bearer.credentials if bearer is not None else None, api_key)
+    except HTTPException:
+        return False
+    return True
