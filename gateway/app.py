@@ -46,11 +46,9 @@ from driftline.settings import Settings
 from driftline.tables import INFERENCES
 from driftline.topics import (
     FEEDBACK,
-    REQUESTS,
     ROLLOUT_COMMANDS,
     Feedback,
     InferenceRequest,
-    InferenceResult,
     ModelRef,
     RolloutCommand,
 )
@@ -171,14 +169,6 @@ def create_app(settings: Settings, bridge: KafkaBridge | None = None) -> FastAPI
     install(app)
     app.include_router(dashboard.router(settings, monitoring))
 
-    async def score(request: InferenceRequest, timeout: float) -> InferenceResult:
-        waiting = bridge.expect(request.inference_id)
-        try:
-            await bridge.publish(REQUESTS, request)
-            return await asyncio.wait_for(asyncio.shield(waiting), timeout)
-        finally:
-            bridge.forget(request.inference_id, waiting)
-
     async def unknown_experiment(name: str | None) -> bool:
         if name is None or name == settings.ab.default_experiment:
             return False
@@ -215,7 +205,7 @@ def create_app(settings: Settings, bridge: KafkaBridge | None = None) -> FastAPI
             return failed(422, "; ".join(missing))
         timeout = settings.gateway.inference_timeout
         try:
-            result = await score(request, timeout)
+            result = await bridge.ask(request, timeout)
         except BrokerUnavailable as exc:
             return failed(503, str(exc))
         except TimeoutError:
@@ -427,14 +417,10 @@ async def _check_ready(bridge: KafkaBridge) -> dict[str, Any]:
         log_to_lakehouse=False,
         probe=True,
     )
-    waiting = bridge.expect(probe.inference_id)
     try:
-        await bridge.publish(REQUESTS, probe)
-        result = await asyncio.wait_for(asyncio.shield(waiting), 3.0)
+        result = await bridge.ask(probe, 3.0)
     except (BrokerUnavailable, TimeoutError) as exc:
         return {"ready": False, "broker": True, "inference_flow": False, "reason": str(exc)}
-    finally:
-        bridge.forget(probe.inference_id, waiting)
     body: dict[str, Any] = {"ready": result.error is None, "broker": True, "inference_flow": True}
     if result.error is not None:
         body["reason"] = result.error

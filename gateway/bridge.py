@@ -7,7 +7,8 @@ wait and for `READ_AFTER_REQUEST` seconds after the last: an idle gateway sends 
 fetches (each costs it several storage look-ups). Shadow arms' results are
 skipped: nobody waits for them, and they are never an answer. A pending request is an
 `asyncio.Future` keyed by inference id, registered before the request is published, so a fast
-result cannot slip past it. Results seen recently are kept for `GET /inference/{id}`.
+result cannot slip past it; `ask` publishes a request and awaits its result (not, separately,
+the broker's acknowledgement). Results seen recently are kept for `GET /inference/{id}`.
 """
 
 from __future__ import annotations
@@ -17,13 +18,25 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 from uuid import UUID
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from broker.clients import consumer_config, producer_config
 from driftline.settings import Settings
-from driftline.topics import RESULTS, InferenceResult, Message, Topic, decode, message_key
+from driftline.topics import (
+    REQUESTS,
+    RESULTS,
+    InferenceRequest,
+    InferenceResult,
+    Message,
+    Topic,
+    decode,
+    message_key,
+)
 from gateway.metrics import PENDING, PUBLISH_ERRORS
 
 log = logging.getLogger(__name__)
@@ -39,6 +52,10 @@ _BROKEN_PRODUCER = {
     KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER,
     KafkaError.UNKNOWN_PRODUCER_ID,
 }
+
+
+DeliveryReport = Callable[[KafkaError | None, object], None]
+"""Called on the producer's thread once the broker took a message (None) or refused it."""
 
 
 class BrokerUnavailable(RuntimeError):
@@ -141,23 +158,71 @@ class KafkaBridge:
 
     async def publish(self, topic: Topic, message: Message) -> None:
         """Produce and wait for the broker's acknowledgement, or raise `BrokerUnavailable`."""
+        with self._counting_errors(topic):
+            loop = asyncio.get_running_loop()
+            acked: asyncio.Future[None] = loop.create_future()
+
+            def on_delivery(error: KafkaError | None, _msg: object) -> None:
+                if error is not None:
+                    self._replace_if_broken(error)
+                loop.call_soon_threadsafe(_settle, acked, error)
+
+            await self._produce(topic, message, on_delivery)
+            try:
+                await asyncio.wait_for(acked, self._settings.gateway.publish_timeout + 1.0)
+            except (TimeoutError, KafkaException) as exc:
+                raise _unacknowledged(exc) from exc
+            self._all_brokers_down = False
+
+    async def ask(self, request: InferenceRequest, timeout: float) -> InferenceResult:
+        """Publish a request and wait up to `timeout` seconds for its result; raise
+        `BrokerUnavailable` if the broker refuses the request or has not acknowledged it by
+        then, `TimeoutError` if it took it and no result came.
+
+        The acknowledgement is not awaited on its own: the result implies it, and a refusal
+        ends the wait at once. So the event loop wakes once a request, for its result; the
+        delivery report of a request that went well only notes that it came."""
+        waiting = self.expect(request.inference_id)
+        loop = asyncio.get_running_loop()
+        reports: list[KafkaError | None] = []  # appended by the producer's thread
+
+        def on_delivery(error: KafkaError | None, _msg: object) -> None:
+            reports.append(error)
+            if error is not None:
+                self._replace_if_broken(error)
+                loop.call_soon_threadsafe(_settle, waiting, error)
+
         try:
-            await self._publish(topic, message)
+            with self._counting_errors(REQUESTS):
+                await self._produce(REQUESTS, request, on_delivery)
+                try:
+                    async with asyncio.timeout(timeout):
+                        result = await waiting
+                except KafkaException as exc:
+                    raise _unacknowledged(exc) from exc
+                except TimeoutError:
+                    if not reports:
+                        raise BrokerUnavailable(
+                            f"the broker did not acknowledge the request within {timeout:g}s"
+                        ) from None
+                    raise
+        finally:
+            self.forget(request.inference_id, waiting)
+        self._all_brokers_down = False
+        return result
+
+    @contextmanager
+    def _counting_errors(self, topic: Topic) -> Iterator[None]:
+        try:
+            yield
         except BrokerUnavailable:
             PUBLISH_ERRORS.labels(topic.name(self._settings.kafka)).inc()
             raise
 
-    async def _publish(self, topic: Topic, message: Message) -> None:
+    async def _produce(self, topic: Topic, message: Message, on_delivery: DeliveryReport) -> None:
+        """Queue a message for the broker, or raise `BrokerUnavailable`."""
         if self._all_brokers_down and not await asyncio.to_thread(self.broker_reachable):
             raise BrokerUnavailable("the Kafka broker is unreachable")
-        loop = asyncio.get_running_loop()
-        acked: asyncio.Future[None] = loop.create_future()
-
-        def on_delivery(error: KafkaError | None, _msg: object) -> None:
-            if error is not None:
-                self._replace_if_broken(error)
-            loop.call_soon_threadsafe(_settle, acked, error)
-
         try:
             self._producer.produce(
                 topic.name(self._settings.kafka),
@@ -170,11 +235,6 @@ class KafkaBridge:
             raise BrokerUnavailable(f"could not queue the message: {exc}") from exc
         except BufferError as exc:
             raise BrokerUnavailable(f"could not queue the message: {exc}") from exc
-        try:
-            await asyncio.wait_for(acked, self._settings.gateway.publish_timeout + 1.0)
-        except (TimeoutError, KafkaException) as exc:
-            raise BrokerUnavailable(f"the broker did not acknowledge the message: {exc}") from exc
-        self._all_brokers_down = False
 
     def broker_reachable(self, timeout: float = 1.0) -> bool:
         try:
@@ -254,7 +314,11 @@ class KafkaBridge:
         PENDING.set(len(self._pending))
 
 
-def _settle(future: asyncio.Future[None], error: KafkaError | None) -> None:
+def _unacknowledged(exc: Exception) -> BrokerUnavailable:
+    return BrokerUnavailable(f"the broker did not acknowledge the message: {exc}")
+
+
+def _settle(future: asyncio.Future[Any], error: KafkaError | None) -> None:
     if future.done():
         return
     if error is None:

@@ -23,7 +23,14 @@ from fastapi import FastAPI
 from driftline import settings
 from driftline.ab import Experiment
 from driftline.clock import utc_now
-from driftline.topics import InferenceRequest, InferenceResult, Message, ModelRef, Topic
+from driftline.topics import (
+    REQUESTS,
+    InferenceRequest,
+    InferenceResult,
+    Message,
+    ModelRef,
+    Topic,
+)
 from gateway import app as gateway_app
 from gateway.bridge import ResultCache
 from models import experiments
@@ -56,6 +63,15 @@ class FakeBridge:
 
     def forget(self, inference_id: UUID, _future: Any) -> None:
         self._pending.pop(inference_id, None)
+
+    async def ask(self, request: InferenceRequest, timeout: float) -> InferenceResult:
+        waiting = self.expect(request.inference_id)
+        try:
+            await self.publish(REQUESTS, request)
+            async with asyncio.timeout(timeout):
+                return await waiting
+        finally:
+            self.forget(request.inference_id, waiting)
 
     async def publish(self, _topic: Topic, message: Message) -> None:
         message.to_json()  # what the real bridge sends: it must serialize
