@@ -506,32 +506,42 @@ func (s *Store) DeleteMany(bucketName string, keys []string) error {
 	return s.compactIfDue()
 }
 
-// unlist takes keys out of the index, with a tombstone each in the segments, and returns those
-// that were in it. A retired key's record stays live until `unlink`.
+// unlist takes keys out of the index, with a tombstone each in the segments (all in one write),
+// and returns those that were in it. A retired key's record stays live until `unlink`.
 func (s *Store) unlist(bucketName string, keys []string) ([]string, error) {
 	b, err := s.bucket(bucketName)
 	if err != nil {
 		return nil, err
 	}
 	var removed []string
+	gone := map[string]bool{}
 	for _, key := range keys {
-		meta, ok := b.meta[key]
-		if !ok {
-			continue
+		if _, ok := b.meta[key]; ok && !gone[key] {
+			gone[key] = true
+			removed = append(removed, key)
 		}
-		if _, err := s.disk.append(deleteRecord, bucketName, key, "", s.lastMs, nil); err != nil {
-			return removed, err
-		}
+	}
+	if len(removed) == 0 {
+		return nil, nil
+	}
+	if err := s.disk.appendDeletes(bucketName, removed, s.lastMs); err != nil {
+		return nil, err
+	}
+	for _, key := range removed {
 		if _, isRetired := s.retired[retiredKey{bucketName, key}]; !isRetired {
-			s.disk.release(meta.at)
+			s.disk.release(b.meta[key].at)
 		}
 		delete(b.meta, key)
-		at := sort.SearchStrings(b.keys, key)
-		b.keys = append(b.keys[:at], b.keys[at+1:]...)
 		delete(b.commits, key)
 		delete(s.committed, key)
-		removed = append(removed, key)
 	}
+	kept := b.keys[:0] // one pass over the sorted keys, not a shift for each key removed
+	for _, key := range b.keys {
+		if !gone[key] {
+			kept = append(kept, key)
+		}
+	}
+	b.keys = kept
 	return removed, nil
 }
 

@@ -441,6 +441,34 @@ func TestDeleteManyRemovesObjectsForGood(t *testing.T) {
 	}
 }
 
+func TestDeleteManyWritesOneTombstoneForEachKeyItRemoves(t *testing.T) {
+	root, c := t.TempDir(), newClock()
+	s := open(t, root, c)
+	var gone, kept []string
+	for i := 0; i < 200; i++ {
+		key := fmt.Sprintf("k/%03d", i)
+		put(t, s, key, "x")
+		if i%3 == 0 {
+			kept = append(kept, key)
+		} else {
+			gone = append(gone, key)
+		}
+	}
+	before := s.disk.size
+	asked := append(append([]string{"never/existed"}, gone...), gone[:5]...) // and repeats
+	must[struct{}](t)(struct{}{}, s.DeleteMany("b", asked))
+	tombstones := s.disk.size - before
+	one := int64(len(must[[]byte](t)(encodeRecord(deleteRecord, "b", gone[0], "", 0, nil))))
+	if tombstones != int64(len(gone))*one {
+		t.Fatalf("%d bytes of tombstones, want %d for %d keys", tombstones, int64(len(gone))*one, len(gone))
+	}
+	for _, store := range []*Store{s, open(t, root, c)} {
+		if got := keys(t, store, ""); !reflect.DeepEqual(got, kept) {
+			t.Fatalf("keys %v, want %v", got, kept)
+		}
+	}
+}
+
 // Retention
 
 func expire(t *testing.T, s *Store, keep Retention, limit int) int {
