@@ -53,6 +53,27 @@ def wait_until(probe: Callable[[], T | None], timeout: float = 30.0, every: floa
     raise AssertionError(f"condition not met within {PATIENCE * timeout:g}s (last: {last!r})")
 
 
+def read_later(settings: Settings, topics: list[str], group: str = "driftline-tests") -> None:
+    """Say that a test will read `topics` whole later, as a downstream consumer would: commit a
+    group at each partition's start. The broker's log store deletes the batches that every
+    group reading a partition has read, but its newest `DRIFTLINE_BROKER_KEEP_READ_BATCHES`;
+    without a group of its own, a test that reads a topic after the flows have read it may
+    find its first batches gone (`read_to_end` starts at the log start)."""
+    from broker.clients import consumer_config
+
+    consumer = Consumer(consumer_config(settings, group_id=group))
+    try:
+        for topic in topics:
+            partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
+            starts = []
+            for p in partitions:
+                low, _ = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
+                starts.append(TopicPartition(topic, p, low))
+            consumer.commit(offsets=starts, asynchronous=False)
+    finally:
+        consumer.close()
+
+
 def read_to_end(config: dict[str, Any], topic: str, timeout: float = 60.0) -> list[Message]:
     """Every message on `topic` up to its end when called, read from its start with a consumer
     of `config` (manual assignment). Reads up to the high watermarks, not up to a pause: a slow

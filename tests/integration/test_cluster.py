@@ -29,7 +29,7 @@ from driftline.topics import (
     Labeled,
     decode,
 )
-from tests.integration.conftest import Stack, make_settings, wait_until
+from tests.integration.conftest import Stack, make_settings, read_later, wait_until
 from tests.integration.load import Kill, assert_all_landed_once, run_load, unit_process
 from tests.integration.test_spine import lake_rows, read_messages, read_topic
 
@@ -118,6 +118,7 @@ def test_the_cluster_survives_kill_9_of_every_kind_of_process(cluster: Stack) ->
         (18.0, gateway_worker),
     ]
     kills += [(21.0 + 3 * i, unit_process(flow, f"{flow}-{i % 2}")) for i, flow in enumerate(FLOWS)]
+    read_later(s, [t.name(s.kafka) for t in (RESULTS, FEEDBACK, LABELED, DRIFT, DEADLETTER)])
     load = run_load(cluster, rate=20, seconds=40, kills=kills)
     finished = time.time()
     assert load.statuses.get(200, 0) > 400, load.statuses
