@@ -275,13 +275,9 @@ func (g *segmentLog) append(kind recordKind, bucket, key, etag string, modifiedM
 	if err != nil {
 		return location{}, err
 	}
-	if g.fsync {
-		if err := file.Sync(); err != nil {
-			return location{}, err
-		}
+	if err := g.wrote(at.record); err != nil {
+		return location{}, err
 	}
-	g.size += at.record
-	g.total += at.record
 	if kind == putRecord {
 		g.live += at.record
 	}
@@ -299,17 +295,22 @@ func (g *segmentLog) appendDeletes(bucket string, keys []string, modifiedMs int6
 		}
 		data = append(data, one...)
 	}
-	file := g.files[g.active]
-	if _, err := file.WriteAt(data, g.size); err != nil {
+	if _, err := g.files[g.active].WriteAt(data, g.size); err != nil {
 		return err
 	}
+	return g.wrote(int64(len(data)))
+}
+
+// wrote counts n bytes just written at the end of the active segment, synced first in fsync
+// mode (a failed sync counts nothing: the next write goes over them).
+func (g *segmentLog) wrote(n int64) error {
 	if g.fsync {
-		if err := file.Sync(); err != nil {
+		if err := g.files[g.active].Sync(); err != nil {
 			return err
 		}
 	}
-	g.size += int64(len(data))
-	g.total += int64(len(data))
+	g.size += n
+	g.total += n
 	return nil
 }
 
