@@ -24,6 +24,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 from playwright.sync_api import Page, sync_playwright
 
 from app import supervisor
+from broker.clients import consumer_config
 from driftline import settings
 from driftline.settings import Settings
 from driftline.settings.groups import FlowSettings
@@ -59,8 +60,6 @@ def read_later(settings: Settings, topics: list[str], group: str = "driftline-te
     group reading a partition has read, but its newest `DRIFTLINE_BROKER_KEEP_READ_BATCHES`;
     without a group of its own, a test that reads a topic after the flows have read it may
     find its first batches gone (`read_to_end` starts at the log start)."""
-    from broker.clients import consumer_config
-
     consumer = Consumer(consumer_config(settings, group_id=group))
     try:
         for topic in topics:

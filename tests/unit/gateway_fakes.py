@@ -3,7 +3,7 @@
 `FakeBridge` answers every published request at once, as the inference flow would (a model
 `m/1` scoring 0.75, or the `error` set for a text), except the text `UNANSWERED`; `fake_app`
 builds `create_app` on it with an in-memory registry of one model, `m` version 1 with the
-alias `champion`.
+alias `champion`; `call` sends an app one request.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import httpx
 import pytest
 from fastapi import FastAPI
 
@@ -122,6 +123,17 @@ def fake_app(home: Path, monkeypatch: pytest.MonkeyPatch, **overrides: Any) -> F
         lambda s, store, **kw: experiments.current(s, store, lambda _: REGISTERED, **kw),
     )
     return gateway_app.create_app(s, bridge=FakeBridge())  # type: ignore[arg-type]
+
+
+def call(app: Any, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    """One request to `app` in process; an exception the app lets escape is a 500 answer."""
+
+    async def go() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
+            return await http.request(method, path, **kwargs)
+
+    return asyncio.run(go())
 
 
 @contextmanager

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from fastapi import HTTPException
 
@@ -17,20 +15,11 @@ from app import cli, supervisor
 from driftline import settings
 from driftline.settings import SettingsError
 from gateway.auth import check, matches
-from tests.unit.gateway_fakes import fake_app, logged
+from tests.unit.gateway_fakes import call, fake_app, logged
 
 KEY = "k3y-0123456789abcdef"
 OTHER = "0th3r-0123456789abcdef"
 EXPERIMENT = {"arms": [{"name": "A", "model": "m", "alias": "champion", "weight": 1}]}
-
-
-def call(app: Any, method: str, path: str, **kwargs: Any) -> httpx.Response:
-    async def go() -> httpx.Response:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
-            return await http.request(method, path, **kwargs)
-
-    return asyncio.run(go())
 
 
 @pytest.fixture()

@@ -3,7 +3,6 @@ document says so (tests/integration/test_contract.py fuzzes the real stack)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import uuid
@@ -20,18 +19,9 @@ from gateway.errors import request_id_of
 from gateway.schemas import Problem
 from models.experiments import ExperimentStore
 from tests.unit import gateway_fakes
-from tests.unit.gateway_fakes import fake_app, logged
+from tests.unit.gateway_fakes import call, fake_app, logged
 
 SOME_ID = "5b0c1f7e-1111-4111-8111-111111111111"
-
-
-def call(app: Any, method: str, path: str, **kwargs: Any) -> httpx.Response:
-    async def go() -> httpx.Response:
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
-            return await http.request(method, path, **kwargs)
-
-    return asyncio.run(go())
 
 
 @pytest.fixture()

@@ -17,8 +17,7 @@ import pytest
 
 from gateway.fastpath import ScoringPath
 from tests.unit import gateway_fakes
-from tests.unit.gateway_fakes import fake_app
-from tests.unit.test_contract_unit import call
+from tests.unit.gateway_fakes import call, fake_app
 
 KEY = "k" * 24
 RANDOM = {"inference_id", "request_id", "created_at"}

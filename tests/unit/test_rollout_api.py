@@ -11,8 +11,8 @@ import pytest
 from driftline import settings
 from driftline.topics import RolloutCommand, RolloutDecision
 from models.rollouts import RolloutLog
-from tests.unit.gateway_fakes import fake_app
-from tests.unit.test_auth import KEY, call
+from tests.unit.gateway_fakes import call, fake_app
+from tests.unit.test_auth import KEY
 
 ARMS = [
     {"name": "A", "model": "m", "alias": "champion"},
