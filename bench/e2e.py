@@ -44,6 +44,7 @@ from bench.harness import (
     rss_per_process,
     warm_up,
 )
+from driftline import settings
 
 TEXT = "what a lovely day for a walk in the park"
 RELAYED = 200
@@ -123,7 +124,7 @@ def run(stack: Stack, seconds: float) -> None:
     print("floors")
     floor = hey(f"{url}/health", seconds, 32)
     print(row("GET /health, 32 clients", floor))
-    fetch_wait = int(stack.env.get("DRIFTLINE_FETCH_WAIT_MS", "50"))
+    fetch_wait = settings.load(stack.env).kafka.request_path_fetch_wait_ms
     brokers = stack.env["DRIFTLINE_BROKERS"]
     kafka = kafka_round_trip_ms(brokers, fetch_wait)
     print(f"  bare Kafka round trip, one at a time  p50 {statistics.median(kafka):6.1f} ms")

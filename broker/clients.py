@@ -39,15 +39,21 @@ def producer_config(settings: Settings) -> dict[str, Any]:
     }
 
 
-def consumer_config(settings: Settings, group_id: str) -> dict[str, Any]:
-    """For consumers with manual `assign()`: no group join, no broker-side offsets."""
+def consumer_config(
+    settings: Settings, group_id: str, on_request_path: bool = False
+) -> dict[str, Any]:
+    """For consumers with manual `assign()`: no group join, no broker-side offsets. A consumer
+    `on_request_path` (a caller waits for what it reads) fetches with its own, shorter wait."""
+    kafka = settings.kafka
     return {
-        "bootstrap.servers": settings.kafka.brokers,
+        "bootstrap.servers": kafka.brokers,
         "group.id": group_id,
         "enable.auto.commit": False,
         "session.timeout.ms": 6000,
         "enable.partition.eof": False,
-        "fetch.wait.max.ms": settings.kafka.fetch_wait_ms,
+        "fetch.wait.max.ms": (
+            kafka.request_path_fetch_wait_ms if on_request_path else kafka.fetch_wait_ms
+        ),
     }
 
 

@@ -111,7 +111,9 @@ class KafkaBridge:
         """Assign the results partitions at their current end and start the I/O threads."""
         self._loop = asyncio.get_running_loop()
         topic = RESULTS.name(self._settings.kafka)
-        consumer = Consumer(consumer_config(self._settings, group_id="driftline-gateway"))
+        consumer = Consumer(
+            consumer_config(self._settings, group_id="driftline-gateway", on_request_path=True)
+        )
         metadata = consumer.list_topics(topic, timeout=startup_timeout)
         partitions = metadata.topics[topic].partitions if topic in metadata.topics else None
         if not partitions:

@@ -55,9 +55,21 @@ class KafkaSettings(Group):
         ge=1,
         le=5000,
     )
+    request_fetch_wait_ms: int = setting(
+        10,
+        "The fetch wait of the request path's consumers while requests come (the gateway's "
+        "results, the inference flow's requests): each hop of a request waits about half of it; "
+        "idle, they stop fetching or fetch slower (0: DRIFTLINE_FETCH_WAIT_MS).",
+        ge=0,
+        le=5000,
+    )
     replication_factor: int = setting(
         1, "Replicas per partition when driftline creates topics (3 on a Kafka cluster).", ge=1
     )
+
+    @property
+    def request_path_fetch_wait_ms(self) -> int:
+        return self.request_fetch_wait_ms or self.fetch_wait_ms
 
     @property
     def broker_list(self) -> list[str]:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from app import cli
+from broker.clients import consumer_config
 from driftline import settings
 from driftline.settings import SettingsError
 
@@ -47,6 +48,25 @@ def test_explicit_stores_win(tmp_path: Path) -> None:
 
 def test_broker_list_splits_and_trims() -> None:
     assert settings.load({}, brokers="a:1, b:2,").kafka.broker_list == ["a:1", "b:2"]
+
+
+@pytest.mark.parametrize(
+    ("environ", "request_path", "elsewhere"),
+    [
+        ({}, 10, 50),
+        ({"DRIFTLINE_FETCH_WAIT_MS": "200", "DRIFTLINE_REQUEST_FETCH_WAIT_MS": "20"}, 20, 200),
+        ({"DRIFTLINE_FETCH_WAIT_MS": "200", "DRIFTLINE_REQUEST_FETCH_WAIT_MS": "0"}, 200, 200),
+    ],
+)
+def test_consumers_a_caller_waits_for_fetch_with_the_request_path_wait(
+    environ: dict[str, str], request_path: int, elsewhere: int
+) -> None:
+    s = settings.load(environ)
+    waits = [
+        consumer_config(s, "g", on_request_path=path)["fetch.wait.max.ms"]
+        for path in (True, False)
+    ]
+    assert waits == [request_path, elsewhere]
 
 
 @pytest.mark.parametrize(
