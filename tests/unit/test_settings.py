@@ -63,8 +63,7 @@ def test_consumers_a_caller_waits_for_fetch_with_the_request_path_wait(
 ) -> None:
     s = settings.load(environ)
     waits = [
-        consumer_config(s, "g", on_request_path=path)["fetch.wait.max.ms"]
-        for path in (True, False)
+        consumer_config(s, "g", on_request_path=path)["fetch.wait.max.ms"] for path in (True, False)
     ]
     assert waits == [request_path, elsewhere]
 
