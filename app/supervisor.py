@@ -29,14 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import httpx
-
 from app.restarts import RestartPolicy
 from app.topology import BROKER, LOGSTORE, Spec, Topology, Unit, child_environment, topology
 from driftline.settings import Settings
 from driftline.tables import INFERENCES_WITH_FEEDBACK
 from driftline.topics import RESULTS
-from servers.recipe import run_as, wait
+from servers.recipe import http_get, run_as, wait
 
 log = logging.getLogger(__name__)
 
@@ -284,14 +282,16 @@ def wait_ready(settings: Settings, timeout: float = 120.0) -> dict[str, object]:
     last: dict[str, object] = {"ready": False, "reason": "gateway not answering yet"}
     while time.monotonic() < deadline:
         try:
-            response = httpx.get(url, timeout=5)
-            last = response.json()
-            if response.status_code == 200:
-                return last
-        except httpx.HTTPError:
-            pass
+            status, body = http_get(url, timeout=5)
+        except OSError:  # not answering yet
+            time.sleep(0.5)
+            continue
+        try:
+            last = json.loads(body)
         except ValueError:  # not the gateway's JSON: something else holds the port
-            last = {"ready": False, "reason": f"{url} answered {response.status_code}, not JSON"}
+            last = {"ready": False, "reason": f"{url} answered {status}, not JSON"}
+        if status == 200:
+            return last
         time.sleep(0.5)
     raise TimeoutError(f"stack not ready after {timeout:.0f}s: {last}")
 
@@ -366,11 +366,11 @@ def up(settings: Settings, servers_only: bool = False, out: IO[str] = sys.stdout
 def print_banner(settings: Settings, out: IO[str]) -> None:
     base = settings.gateway_url
     results = RESULTS.name(settings.kafka)
-    default = httpx.get(f"{base}/experiments/{settings.ab.default_experiment}", timeout=10)
+    status, body = http_get(f"{base}/experiments/{settings.ab.default_experiment}", timeout=10)
     arms = ", ".join(
         f"{arm['model']}{'@' + arm['alias'] if arm['alias'] else '/' + str(arm['version'])} "
         f"({arm['weight']:g})"
-        for arm in (default.json()["arms"] if default.status_code == 200 else ())
+        for arm in (json.loads(body)["arms"] if status == 200 else ())
     )
     print(
         f"""

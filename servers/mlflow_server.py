@@ -9,10 +9,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import httpx
-
 from servers.objectstore import client_env
-from servers.recipe import Recipe
+from servers.recipe import Recipe, http_get
 
 
 def recipe(port: int, postgres_port: int, objectstore_port: int) -> Recipe:
@@ -43,6 +41,6 @@ def tracking_uri(port: int) -> str:
 
 def _healthy(port: int) -> bool:
     try:
-        return httpx.get(f"{tracking_uri(port)}/health", timeout=1).status_code == 200
-    except httpx.HTTPError:
+        return http_get(f"{tracking_uri(port)}/health", timeout=1)[0] == 200
+    except OSError:
         return False

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import http.client
 import random
 import socket
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,6 +86,19 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
             return True
     except OSError:
         return False
+
+
+def http_get(url: str, timeout: float) -> tuple[int, bytes]:
+    """The status and body of `GET url`, whatever the status; `OSError` when nothing answers.
+    urllib, not httpx: `import httpx` loads its command line's rich, click and pygments too, 18
+    MiB of the supervisor, a long-lived process."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+    except http.client.HTTPException as error:  # something that does not speak HTTP
+        raise OSError(f"{url}: {error!r}") from error
 
 
 def wait(probe: Callable[[], bool], what: str, timeout: float = 60.0, every: float = 0.1) -> None:
