@@ -88,12 +88,16 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+"""Probes go to the servers of this machine: never through an `http_proxy` of the environment."""
+
+
 def http_get(url: str, timeout: float) -> tuple[int, bytes]:
     """The status and body of `GET url`, whatever the status; `OSError` when nothing answers.
     urllib, not httpx: `import httpx` loads its command line's rich, click and pygments too, 18
     MiB of the supervisor, a long-lived process."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with _DIRECT.open(url, timeout=timeout) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.read()

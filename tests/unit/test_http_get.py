@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -62,3 +65,14 @@ def test_a_server_that_does_not_speak_http_is_an_os_error() -> None:
         threading.Thread(target=babble, daemon=True).start()
         with pytest.raises(OSError):
             http_get(f"http://127.0.0.1:{port}/", timeout=5)
+
+
+def test_a_proxy_in_the_environment_is_not_used(server: str) -> None:
+    # A fresh interpreter: urllib reads the proxy variables when its first opener is built.
+    probe = f"from servers.recipe import http_get; print(http_get('{server}/200', 5)[0])"
+    proxy = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    env = os.environ | {"http_proxy": proxy, "HTTP_PROXY": proxy, "no_proxy": "", "NO_PROXY": ""}
+    ran = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert ran.stdout.strip() == "200", ran.stderr
