@@ -283,15 +283,13 @@ def wait_ready(settings: Settings, timeout: float = 120.0) -> dict[str, object]:
     while time.monotonic() < deadline:
         try:
             status, body = http_get(url, timeout=5)
-        except OSError:  # not answering yet
-            time.sleep(0.5)
-            continue
-        try:
             last = json.loads(body)
+            if status == 200:
+                return last
+        except OSError:  # not answering yet
+            pass
         except ValueError:  # not the gateway's JSON: something else holds the port
             last = {"ready": False, "reason": f"{url} answered {status}, not JSON"}
-        if status == 200:
-            return last
         time.sleep(0.5)
     raise TimeoutError(f"stack not ready after {timeout:.0f}s: {last}")
 

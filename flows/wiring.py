@@ -79,7 +79,7 @@ def read(
     else:
         probe_every, slack = flows.idle_probe_seconds, flows.idle_timer_slack_ms
         idle_wait, sleeps, take_every = 0, IDLE_SLEEPS, flows.take_every_seconds
-    config = consumer_config(settings, "driftline-" + flow.flow_id, on_request_path)
+    config = consumer_config(settings, "driftline-" + flow.flow_id, on_request_path=on_request_path)
     source = KafkaInput(
         settings.kafka.brokers,
         [t.name(settings.kafka) for t in topics],
