@@ -94,7 +94,7 @@ _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 def http_get(url: str, timeout: float) -> tuple[int, bytes]:
     """The status and body of `GET url`, whatever the status; `OSError` when nothing answers.
-    urllib, not httpx: `import httpx` loads its command line's rich, click and pygments too, 18
+    urllib, not httpx: `import httpx` loads its command line's rich, click and pygments too, 8
     MiB of the supervisor, a long-lived process."""
     try:
         with _DIRECT.open(url, timeout=timeout) as response:
