@@ -139,7 +139,7 @@ DRIFT_METRICS = LakeTable.of(
     stamp="window_end",
 )
 AB_METRICS = LakeTable.of(
-    "ab_metrics", ABReport, key=("experiment", "emitted_at"), stamp="emitted_at"
+    "ab_metrics", ABReport, key=("experiment", "emitted_at", "updates"), stamp="emitted_at"
 )
 ALERTS = LakeTable.of("alerts", Alert, key=("alert_id",), stamp="window_end")  # id of the window
 # Rollouts (issue 13, part 2): one row per decision; a replayed decision has the same id and time.

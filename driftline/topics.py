@@ -241,6 +241,12 @@ class ABReport(Message):
 
     experiment: str
     emitted_at: UtcDatetime
+    """The newest event time the report covers."""
+    updates: int = 0
+    """How many changes (results, feedback, shadow pairings) the report adds up. With the
+    experiment and `emitted_at` it names the report: a replay after a crash re-emits the same
+    name, and a report that adds changes with older event times (one topic read later than the
+    other) gets a name of its own instead of being taken for the one before."""
     arms: list[ArmStats]
     test: SequentialTest | None = None
     shadows: list[ShadowStats] = []

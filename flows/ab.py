@@ -11,7 +11,7 @@ arm that answered) and emits a report when something changed, at most every
 `DRIFTLINE_AB_REPORT_SECONDS` of processing time per experiment; a timer emits the last change
 of a quiet period. Bytewax recovery snapshots the shards that changed and the sums each epoch;
 a report replayed after a crash carries the same `emitted_at` (the newest event time it
-covers), so the lake writer stores it once.
+covers) and `updates` (how many changes it adds up), so the lake writer stores it once.
 """
 
 from __future__ import annotations

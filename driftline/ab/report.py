@@ -84,6 +84,7 @@ class ExperimentStats:
         self.shadow = ShadowComparison()
         self.test: MixtureSPRT | None = None
         self.latest = datetime.min.replace(tzinfo=UTC)
+        self.updates = 0
         self.changed = False
 
     def apply(self, change: Change) -> Self:
@@ -101,6 +102,7 @@ class ExperimentStats:
             self.shadow.on_paired(change.arm, shadow, answered, scores, change.paired)
         if not isinstance(change, ShadowPaired):
             self.latest = max(self.latest, change.at)
+        self.updates += 1
         self.changed = True
         return self
 
@@ -139,8 +141,8 @@ class ExperimentStats:
         return self.arms[name]
 
     def report(self) -> ABReport:
-        """The current report; `emitted_at` is the newest event time it covers, so a replay
-        after a crash re-emits the same key and the lake stores it once."""
+        """The current report, named by the newest event time it covers and how many changes it
+        adds up, so a replay after a crash re-emits the same key and the lake stores it once."""
         self.changed = False
         total = sum(a.traffic for a in self.arms.values())
         test = None
@@ -149,6 +151,7 @@ class ExperimentStats:
         return ABReport(
             experiment=self.experiment,
             emitted_at=self.latest,
+            updates=self.updates,
             arms=[arm.stats(name, total) for name, arm in self.arms.items()],
             test=test,
             shadows=self.shadow.stats(),
@@ -162,6 +165,7 @@ class ExperimentStats:
             "shadow": self.shadow.to_state(),
             "test": self.test.to_state() if self.test is not None else None,
             "latest": self.latest,
+            "updates": self.updates,
             "changed": self.changed,
         }
 
@@ -177,4 +181,5 @@ class ExperimentStats:
             stats.shadow = ShadowComparison.from_state(state["shadow"])
         stats.test = MixtureSPRT.from_state(state["test"]) if state["test"] else None
         stats.latest, stats.changed = state["latest"], state["changed"]
+        stats.updates = state.get("updates", 0)  # a snapshot from before the count: from 0
         return stats

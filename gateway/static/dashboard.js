@@ -11,9 +11,12 @@ const clock = (ms) => new Date(ms).toLocaleTimeString([], { hour12: false });
 const fmt = (v, digits = 3) => (v === null || v === undefined ? "–" : Number(v).toPrecision(digits));
 const seconds = (s) => (s >= 3600 ? `${s / 3600} h` : s >= 60 ? `${s / 60} min` : `${s} s`);
 
+// A row under a key already held replaces it unless it adds up fewer changes (`updates`: two
+// A/B reports may cover the same newest event time, the later one counting more).
 function keyed(map, outer, inner, row) {
   if (!map.has(outer)) map.set(outer, new Map());
-  map.get(outer).set(inner, row);
+  const held = map.get(outer).get(inner);
+  if (!held || (row.updates ?? 0) >= (held.updates ?? 0)) map.get(outer).set(inner, row);
 }
 
 function add(kind, row) {

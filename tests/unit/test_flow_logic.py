@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from bytewax.operators import StatefulLogic
 
 from driftline import settings
 from driftline.ab.ledger import IdLedger
+from driftline.tables import AB_METRICS
 from driftline.topics import AB, DEADLETTER, LABELED
 from flows.ab import Changed, LedgerLogic, ReportLogic
-from flows.feedback import JoinLogic
+from flows.feedback import JoinLogic, labeled_of
 from flows.wiring import Parsed
 from tests.factories import make_feedback, make_result
 
@@ -45,6 +48,28 @@ def test_join_logic_times_out_early_feedback_and_survives_a_snapshot() -> None:
     clock.now += 10.0
     out, discard = lonely.on_notify()
     assert [o.topic for o in out] == [DEADLETTER] and discard is StatefulLogic.DISCARD
+
+
+def test_a_report_adding_older_changes_than_the_last_one_is_stored_under_a_key_of_its_own() -> None:
+    """Feedback read before its result (two topics, each read at its own pace): the result's
+    event time is older than the feedback's, so both reports cover the same newest event time.
+    Keyed by that time alone, the lake kept the first report and dropped every later one."""
+    clock = Clock()
+    logic = ReportLogic(settings.load(ab_report_seconds=2.0), None, clock)
+    ledger = IdLedger(horizon=60.0)
+    result = make_result(experiment="e", arm="A")
+    labeled = labeled_of(result, [1.0], result.created_at + timedelta(seconds=5))
+    reports = []
+    for changes in (ledger.on_labeled(labeled), ledger.on_result(result)):
+        (change,) = changes
+        (report,), _ = logic.on_item(Changed("e", change))
+        reports.append(report.message)
+        clock.now += 2.0
+    first, second = reports
+    assert first.emitted_at == second.emitted_at  # the result added no newer event time
+    assert [a.traffic for a in first.arms] == [0] and [a.traffic for a in second.arms] == [1]
+    keys = [tuple(AB_METRICS.row(r)[column] for column in AB_METRICS.key) for r in reports]
+    assert keys[0] != keys[1], keys
 
 
 def test_a_ledger_passes_changes_on_once_and_is_dropped_after_a_quiet_time_to_live() -> None:
