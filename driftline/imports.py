@@ -1,29 +1,24 @@
 """Keeping a process from importing libraries it does not use.
 
 Some libraries import an optional dependency only to look for it, and that look costs a
-process its whole size: skops imports every scikit-learn module to list its trusted types, and
-one of them imports torch (180 MB); scikit-learn imports pandas in `sklearn.utils.fixes` and
-never uses it, and DuckDB imports pandas to check whether a query parameter is a DataFrame:
-pandas and the pyarrow it brings are 60 MB in every flow process. A hidden package fails to
-import, which all of them take as "not installed"; a process that has imported it already
-keeps it.
+process its whole size: scikit-learn imports pandas in `sklearn.utils.fixes` and never uses it,
+and DuckDB imports pandas to check whether a query parameter is a DataFrame: pandas and the
+pyarrow it brings are 60 MB in every flow process. A hidden package fails to import, which all
+of them take as "not installed"; a process that has imported it already keeps it.
 
 Only importing fails: `importlib.util.find_spec` still finds a hidden package, because some
 libraries list what is installed that way at import time (torch's compiler does, for pandas)
 and take an error there for a broken installation.
 
->>> import importlib.util, sys
->>> with hidden("no_such_package_either", "json"):
-...     try:
-...         import no_such_package_either
-...     except ModuleNotFoundError as exc:
-...         print(exc)
-...     import json  # imported already: it stays
-...     importlib.util.find_spec("doctest") is not None  # a look is not an import
-no_such_package_either is hidden from this process
+>>> import importlib.util
+>>> keep_out("antigravity")
+>>> try:
+...     import antigravity
+... except ModuleNotFoundError as exc:
+...     print(exc)
+antigravity is hidden from this process
+>>> importlib.util.find_spec("antigravity") is not None  # a look is not an import
 True
->>> any(isinstance(finder, _Hidden) for finder in sys.meta_path)
-False
 """
 
 from __future__ import annotations
@@ -31,8 +26,7 @@ from __future__ import annotations
 import importlib.abc
 import importlib.machinery
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any
 
 _IMPORTING = "_find_and_load_unlocked"
@@ -58,17 +52,6 @@ def _importing() -> bool:
     """Whether the finder is asked by an import, not by `importlib.util.find_spec`."""
     frame = sys._getframe(3)  # here <- _Hidden.find_spec <- importlib's _find_spec <- the asker
     return frame.f_code.co_name == _IMPORTING
-
-
-@contextmanager
-def hidden(*packages: str) -> Iterator[None]:
-    """Hide `packages` while the block runs (already imported ones stay)."""
-    finder = _Hidden(packages)
-    sys.meta_path.insert(0, finder)
-    try:
-        yield
-    finally:
-        sys.meta_path.remove(finder)
 
 
 def keep_out(*packages: str) -> None:

@@ -121,13 +121,16 @@ def error_status(error: str) -> int:
 
     >>> error_status("MlflowException: Registered Model with name=x not found")
     422
+    >>> error_status("FetchError: fetching x version 9 failed: mlflow.exceptions.MlflowException: "
+    ...              "Model Version (name=x, version=9) not found")
+    422
     >>> error_status("unknown experiment 'x'"), error_status("OSError: file not found")
     (404, 503)
     """
     lowered = error.lower()
     if lowered.startswith("unknown experiment"):
         return 404
-    registry = lowered.startswith("mlflowexception")
+    registry = "mlflowexception" in lowered  # raised here, or in the child copying a model
     if registry and ("not found" in lowered or "resource_does_not_exist" in lowered):
         return 422
     return 503

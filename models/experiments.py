@@ -114,14 +114,9 @@ Registry = Callable[[Settings], Registered]
 
 def registered(settings: Settings) -> Registered:
     """Registered model names, with their aliases and latest version."""
-    from models import registry  # mlflow imports slowly: only when needed
+    from models import registry
 
-    models = {}
-    for model in registry.client(settings).search_registered_models():
-        versions = [int(v.version) for v in model.latest_versions or []]
-        latest = str(max(versions)) if versions else None
-        models[model.name] = (set((model.aliases or {}).keys()), latest)
-    return models
+    return registry.registered(settings)
 
 
 class ExperimentCache:
@@ -189,8 +184,6 @@ def current(
 
 def missing_models(settings: Settings, experiment: Experiment) -> list[str]:
     """Arms whose model, alias or version is not registered, as readable reasons."""
-    from mlflow.exceptions import MlflowException
-
     from models import registry
 
     missing = []
@@ -198,24 +191,17 @@ def missing_models(settings: Settings, experiment: Experiment) -> list[str]:
         if arm.alias is not None:
             if registry.alias_version(settings, arm.model, arm.alias) is None:
                 missing.append(f"arm {arm.name!r}: no model {arm.model!r} with alias {arm.alias!r}")
-            continue
-        try:
-            registry.client(settings).get_model_version(arm.model, arm.version)
-        except MlflowException:
+        elif not registry.has_version(settings, arm.model, str(arm.version)):
             missing.append(f"arm {arm.name!r}: no model {arm.model!r} version {arm.version!r}")
     return missing
 
 
 def missing_versions(settings: Settings, refs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     """Of (model name, version) pairs, those the registry does not have."""
-    from mlflow.exceptions import MlflowException
-
     from models import registry
 
-    missing = []
-    for name, version in refs:
-        try:
-            registry.client(settings).get_model_version(name, version)
-        except MlflowException:  # not found, or not a version number
-            missing.append((name, version))
-    return missing
+    return [
+        (name, version)
+        for name, version in refs
+        if not registry.has_version(settings, name, version)
+    ]

@@ -1,12 +1,13 @@
 """A registered version's model and reference, downloaded by a short-lived child process.
 
 MLflow and its SQLAlchemy store cost a process 90 MB, kept for good once imported. The monitor
-needs MLflow only to copy out the files of each version it meets, once: a child process
-(`python -m models.fetch NAME VERSION FOLDER`) copies them, and the monitor reads the model with
-skops and the reference as plain arrays. (The inference flow keeps MLflow in-process: it
-re-resolves aliases every few seconds.)
+and the inference flow need MLflow only to copy out the files of each version they meet, once:
+a child process (`python -m models.fetch NAME VERSION FOLDER [PARTS]`) copies them, and the flow
+reads the model with skops and the reference as plain arrays. (The inference flow's aliases are
+read without MLflow: `models.lookup`.)
 
     python -m models.fetch sentiment_logreg_tfidf 1 /tmp/v1   # prints where model and reference are
+    python -m models.fetch sentiment_logreg_tfidf 1 /tmp/v1 model   # the model only
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from driftline import logs, settings
 from driftline.clock import Clock
@@ -51,12 +53,16 @@ class Version:
     reference: Reference
 
 
-def fetch(settings: Settings, name: str, version: str, folder: Path) -> dict[str, Path]:
-    """Copy `name` version `version` into `folder`, in a child; where its "model" and its
-    "reference" are."""
+PARTS = ("model", "reference")
+
+
+def fetch(
+    settings: Settings, name: str, version: str, folder: Path, parts: tuple[str, ...] = PARTS
+) -> dict[str, Path]:
+    """Copy `parts` of `name` version `version` into `folder`, in a child; where each is."""
     started = time.perf_counter()
     child = subprocess.run(
-        [sys.executable, "-m", "models.fetch", name, str(version), str(folder)],
+        [sys.executable, "-m", "models.fetch", name, str(version), str(folder), ",".join(parts)],
         env=os.environ | settings.to_env(),
         capture_output=True,
         text=True,
@@ -98,9 +104,7 @@ class FetchedVersions:
     def _fetch(self, name: str, version: str) -> Version:
         with tempfile.TemporaryDirectory(prefix="driftline-fetch-") as tmp:
             files = fetch(self._settings, name, version, Path(tmp))
-            estimator = with_threads(
-                registry.read_model(files["model"]), self._settings.models.threads
-            )
+            estimator = _read_model(self._settings, files["model"])
             return Version(
                 LoadedModel(name, version, estimator), reference.read(files["reference"])
             )
@@ -112,16 +116,28 @@ class FetchedVersions:
         return self.get(name, version).model.features(texts)
 
 
+def fetched_model(settings: Settings, name: str, version: str) -> Any:
+    """The estimator of a version, its files copied by a child (`ModelCache`'s loader)."""
+    with tempfile.TemporaryDirectory(prefix="driftline-fetch-") as tmp:
+        files = fetch(settings, name, version, Path(tmp), parts=("model",))
+        return _read_model(settings, files["model"])
+
+
+def _read_model(settings: Settings, folder: Path) -> Any:
+    return with_threads(registry.read_model(folder), settings.models.threads)
+
+
 def main(argv: list[str]) -> None:
     """Copy one version's files and print where they are (the child's side of `fetch`)."""
-    name, version, folder = argv
+    name, version, folder, *parts = argv
     s = settings.load()
     logs.configure(s.log_level)
-    files = {
-        "model": registry.download_model(s, name, version, Path(folder) / "model"),
-        "reference": reference.download(s, name, version, Path(folder)),
+    copies = {
+        "model": lambda: registry.download_model(s, name, version, Path(folder) / "model"),
+        "reference": lambda: reference.download(s, name, version, Path(folder)),
     }
-    print(json.dumps({part: str(path) for part, path in files.items()}))
+    wanted = parts[0].split(",") if parts else list(PARTS)
+    print(json.dumps({part: str(copies[part]()) for part in wanted}))
 
 
 if __name__ == "__main__":

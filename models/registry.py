@@ -10,12 +10,11 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from driftline.imports import hidden
 from driftline.settings import Settings
+from models import lookup
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +51,10 @@ def client(settings: Settings) -> Any:
 
 def alias_version(settings: Settings, name: str, alias: str) -> str | None:
     """The version behind `name@alias`, or None when the model or the alias does not exist."""
+    try:
+        return lookup.alias_version(settings.mlflow.tracking_uri, name, alias)
+    except lookup.NotReadable:
+        pass
     from mlflow.exceptions import MlflowException
 
     try:
@@ -60,27 +63,99 @@ def alias_version(settings: Settings, name: str, alias: str) -> str | None:
         return None
 
 
+def has_version(settings: Settings, name: str, version: str) -> bool:
+    """Whether `name` version `version` is registered."""
+    try:
+        return lookup.has_version(settings.mlflow.tracking_uri, name, version)
+    except lookup.NotReadable:
+        pass
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client(settings).get_model_version(name, version)
+    except MlflowException:  # not found, or not a version number
+        return False
+    return True
+
+
+def registered(settings: Settings) -> dict[str, tuple[set[str], str | None]]:
+    """Registered model names, with their aliases and latest version."""
+    try:
+        return lookup.registered(settings.mlflow.tracking_uri)
+    except lookup.NotReadable:
+        pass
+    models = {}
+    for model in client(settings).search_registered_models():
+        versions = [int(v.version) for v in model.latest_versions or []]
+        latest = str(max(versions)) if versions else None
+        models[model.name] = (set((model.aliases or {}).keys()), latest)
+    return models
+
+
 def set_alias(settings: Settings, name: str, version: str, alias: str) -> None:
     client(settings).set_registered_model_alias(name, alias, str(version))
     log.info("alias set", extra={"model": name, "version": str(version), "alias": alias})
 
 
 def _import_skops() -> None:
-    """Import `skops.io` without torch: skops lists its trusted types by importing every
-    scikit-learn module, and one of them (`sklearn.externals.array_api_compat.torch`) imports
-    torch when it is installed, 180 MB in every process that loads a TF-IDF model (measured:
-    496 -> 319 MB after one load). The walk skips a module that fails to import; a model that
-    does use torch imports it later, as usual."""
-    if "torch" in sys.modules:
+    """Import `skops.io` without its walk of scikit-learn. skops lists the types it trusts by
+    default with `sklearn.utils.all_estimators()`, which imports every scikit-learn module (and
+    through one of them torch, when it is installed): 83 MB in each process that reads a TF-IDF
+    model, of which the model needs a handful. While skops imports, the walk finds nothing;
+    `read_model` then trusts, of the types a file names, those the walk would have listed
+    (`_sklearn_estimators`), importing only their modules."""
+    if "skops.io" in sys.modules:
         return
-    with hidden("torch"):
-        import skops.io  # noqa: F401  # imported for its side effect: the trusted-type list
+    import sklearn.utils
+
+    walk = sklearn.utils.all_estimators
+    sklearn.utils.all_estimators = lambda *args, **kwargs: []
+    try:
+        import skops.io  # noqa: F401  # imported with the walk switched off
+    finally:
+        sklearn.utils.all_estimators = walk
 
 
-def load_sklearn(settings: Settings, name: str, version: str) -> Any:
-    """The scikit-learn estimator of a registered version (it offers `predict_proba`)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        return read_model(download_model(settings, name, version, Path(tmp)))
+_NOT_WALKED = {"tests", "externals", "setup", "conftest", "experimental", "estimator_checks"}
+"""Modules `all_estimators` skips (its `_MODULE_TO_IGNORE`)."""
+
+
+def _sklearn_estimators(names: list[str]) -> list[str]:
+    """Of `names` (types a model file holds, as `module.Class`), those skops trusts by default:
+    the concrete, public scikit-learn estimator classes that a public scikit-learn module
+    offers, as `all_estimators` finds them.
+
+    >>> _sklearn_estimators(["sklearn.linear_model._logistic.LogisticRegression",
+    ...                      "sklearn.base.BaseEstimator", "builtins.eval", "os.system"])
+    ['sklearn.linear_model._logistic.LogisticRegression']
+    """
+    import importlib
+    import inspect
+
+    from sklearn.base import BaseEstimator
+
+    trusted = []
+    for name in names:
+        module, _, cls = name.rpartition(".")
+        parts = module.split(".")
+        if parts[0] != "sklearn" or cls.startswith("_") or _NOT_WALKED.intersection(parts):
+            continue
+        public = ".".join(
+            parts[: next((i for i, p in enumerate(parts) if p.startswith("_")), None)]
+        )
+        try:
+            found = getattr(importlib.import_module(public), cls, None)
+        except ImportError:
+            continue
+        if (
+            inspect.isclass(found)
+            and issubclass(found, BaseEstimator)
+            and found is not BaseEstimator
+            and not inspect.isabstract(found)
+            and f"{found.__module__}.{found.__qualname__}" == name
+        ):
+            trusted.append(name)
+    return trusted
 
 
 def download_model(settings: Settings, name: str, version: str, folder: Path) -> Path:
@@ -110,8 +185,10 @@ def read_model(folder: Path) -> Any:
             f"the model in {folder} is stored as {flavor.get('serialization_format')!r}:"
             " only skops models are read"
         )
+    path = folder / flavor["pickled_model"]
     trusted = flavor.get("skops_trusted_types") or []
-    return skops.io.load(folder / flavor["pickled_model"], trusted=trusted)
+    trusted += _sklearn_estimators(skops.io.get_untrusted_types(file=path))
+    return skops.io.load(path, trusted=trusted)
 
 
 def versions(settings: Settings) -> list[dict[str, Any]]:

@@ -85,11 +85,7 @@ class ModelCache:
         loader: Callable[[str, str], Any] | None = None,
     ) -> None:
         self._settings = settings
-        self._load = loader or (
-            lambda name, version: with_threads(
-                registry.load_sklearn(settings, name, version), settings.models.threads
-            )
-        )
+        self._load = loader or (lambda name, version: _fetched(settings, name, version))
         self._refresh = (
             settings.models.refresh_seconds if refresh_seconds is None else refresh_seconds
         )
@@ -133,3 +129,11 @@ class ModelCache:
                 },
             )
         return self._models[key]
+
+
+def _fetched(settings: Settings, name: str, version: str) -> Any:
+    """A version's estimator, its files copied by a child process, so that MLflow stays out of
+    the flows that serve models (`models.fetch`, which builds on this module)."""
+    from models.fetch import fetched_model
+
+    return fetched_model(settings, name, version)

@@ -175,9 +175,10 @@ def test_monitor_resumes_after_kill_9_and_counts_every_result_once(live: Stack) 
 
 def test_the_flows_that_load_models_leave_out_what_they_do_not_use(live: Stack) -> None:
     """Memory (issue 10): the monitor, the inference flow and the lake writer keep pandas out
-    (`driftline.imports.keep_out`), and the monitor MLflow, whose SQLAlchemy store would show:
-    its models come from a child process (`models.fetch`). Read off the libraries each process
-    has mapped once the monitor has reported on a window of its own."""
+    (`driftline.imports.keep_out`), and the monitor and the inference flow MLflow, whose
+    SQLAlchemy store would show: their models come from a child process (`models.fetch`), the
+    inference flow's aliases from `models.lookup`. Read off the libraries each process has
+    mapped once the monitor has reported on a window of its own."""
     s = live.settings
     started = utc_now()
     tweets = sentiment_binary()["text"].sample(100, random_state=3).tolist()
@@ -189,6 +190,6 @@ def test_the_flows_that_load_models_leave_out_what_they_do_not_use(live: Stack) 
 
     for unit in ("monitor", "inference", "lakewriter"):
         assert "/site-packages/pandas/" not in mapped(unit), unit
-    assert "/site-packages/sklearn/" in mapped("monitor")  # the check sees what is loaded
-    assert "/site-packages/sqlalchemy/" in mapped("inference")
-    assert "/site-packages/sqlalchemy/" not in mapped("monitor")
+    for unit in ("monitor", "inference"):
+        assert "/site-packages/sklearn/" in mapped(unit)  # the check sees what is loaded
+        assert "/site-packages/sqlalchemy/" not in mapped(unit), unit
