@@ -58,7 +58,7 @@ def alias_version(tracking_uri: str, name: str, alias: str) -> str | None:
 
 def has_version(tracking_uri: str, name: str, version: str) -> bool:
     """Whether `name` version `version` is registered and not deleted."""
-    if not version.isdigit():
+    if not (version.isascii() and version.isdigit()):  # "²" is a digit to `isdigit`
         return False
     if tracking_uri.startswith(("http://", "https://")):
         query = {"name": name, "version": version}
@@ -108,7 +108,11 @@ def registered(tracking_uri: str) -> dict[str, tuple[set[str], str | None]]:
 
 def _rest(tracking_uri: str, path: str, query: dict[str, str]) -> dict[str, Any] | None:
     """GET one registry endpoint; None for the answers that mean "no such thing"."""
-    url = f"{tracking_uri.rstrip('/')}/api/2.0/mlflow/{path}?{urllib.parse.urlencode(query)}"
+    try:
+        encoded = urllib.parse.urlencode(query)
+    except UnicodeEncodeError:  # a lone surrogate: no name in the registry has one
+        return None
+    url = f"{tracking_uri.rstrip('/')}/api/2.0/mlflow/{path}?{encoded}"
     try:
         with urllib.request.urlopen(url, timeout=TIMEOUT_SECONDS) as answer:
             found: dict[str, Any] = json.loads(answer.read())
@@ -131,6 +135,8 @@ def _sqlite(tracking_uri: str, sql: str, parameters: list[Any]) -> list[tuple[An
         return []  # no store yet: nothing is registered
     try:
         return con.execute(sql, parameters).fetchall()
+    except UnicodeEncodeError:  # a lone surrogate: no name in the registry has one
+        return []
     except sqlite3.OperationalError as exc:
         if "no such table" in str(exc):
             return []  # a store MLflow has not set up yet

@@ -45,7 +45,6 @@ from collections.abc import Iterable
 from typing import Any, Self
 
 import numpy as np
-from scipy.special import betaincinv
 
 __all__ = ["ThompsonSampler"]
 
@@ -84,6 +83,10 @@ class ThompsonSampler:
 
     def choose(self, rng: random.Random | int | str) -> str:
         """Arm for one request; a seed such as the inference id makes the choice replayable."""
+        # Imported here: the A/B flow reports posteriors and never draws, and scipy.special
+        # is 27 MB of its RSS (the inference flow, which draws, has it from scikit-learn).
+        from scipy.special import betaincinv
+
         if not isinstance(rng, random.Random):
             rng = random.Random(rng)
         alphas, betas = zip(*self.posteriors.values(), strict=True)

@@ -64,6 +64,24 @@ def test_aliases_and_versions_read_from_sqlite_agree_with_mlflow(tmp_path: Path)
     assert lookup.registered(uri) == {"m": ({"champion"}, "2"), "other": (set(), None)}
 
 
+def test_names_no_registry_can_hold_match_nothing(tmp_path: Path) -> None:
+    """What a client may send (schemathesis found these): a lone surrogate, a NUL, a digit
+    that is not ASCII. The gateway answers 422 for them, as it did when MLflow read them."""
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client.create_registered_model("m")
+    client.create_model_version("m", source=str(tmp_path), run_id=None)
+    client.set_registered_model_alias("m", "champion", "1")
+    for odd in ("\ud800", "m\x00", "\udbbc\ude9b"):
+        assert lookup.alias_version(uri, odd, "champion") is None
+        assert lookup.alias_version(uri, "m", odd) is None
+        assert not lookup.has_version(uri, odd, "1")
+    assert not lookup.has_version(uri, "m", "\u00b9")  # superscript one
+    assert not lookup.has_version(uri, "m", "\ud800")
+
+
 def test_a_store_of_another_kind_is_left_to_mlflow() -> None:
     with pytest.raises(lookup.NotReadable):
         lookup.alias_version("postgresql://localhost/mlflow", "m", "champion")
