@@ -6,8 +6,9 @@ MLflow's client with its SQLAlchemy store cost that process 90 MB of its idle RS
 76 -> 166 MB to import MLflow and resolve one alias), kept for good once imported. These reads
 need neither: the tracking server's REST API (`http(s)://` tracking URIs) or one query on the
 sqlite file of the embedded default, on the rows MLflow's `get_model_version_by_alias` reads
-(`tests/integration/test_models.py` checks both against MLflow's client). A store of another
-kind (`NotReadable`) is read through MLflow by `models.registry`.
+(`tests/unit/models/test_lookup.py` checks the sqlite reads against MLflow's client; the REST
+reads run in `tests/integration/test_cluster.py`). A store of another kind (`NotReadable`) is
+read through MLflow by `models.registry`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ _DELETED = "Deleted_Internal"
 _WORKSPACE = "default"
 """MLflow's workspace of every row when workspaces are not used (`DEFAULT_WORKSPACE_NAME`)."""
 
+_LIVE = f"v.current_stage != '{_DELETED}' AND v.workspace = '{_WORKSPACE}'"
+"""The condition on `model_versions v` that MLflow's reads put on a version."""
+
 TIMEOUT_SECONDS = 10.0
 
 
@@ -42,17 +46,16 @@ def alias_version(tracking_uri: str, name: str, alias: str) -> str | None:
         query = {"name": name, "alias": alias}
         found = _rest(tracking_uri, "registered-models/alias", query)
         return None if found is None else str(found["model_version"]["version"])
-    live = f"v.current_stage != '{_DELETED}' AND v.workspace = '{_WORKSPACE}'"
     if alias.lower() == LATEST:
-        sql = f"SELECT max(v.version) FROM model_versions v WHERE v.name = ? AND {live}"
-        rows = _sqlite(tracking_uri, sql, [name])
+        sql = f"SELECT max(v.version) FROM model_versions v WHERE v.name = ? AND {_LIVE}"
+        (rows,) = _sqlite(tracking_uri, (sql, [name]))
     else:
         sql = (
             "SELECT a.version FROM registered_model_aliases a JOIN model_versions v"
             " ON v.workspace = a.workspace AND v.name = a.name AND v.version = a.version"
-            f" WHERE a.name = ? AND a.alias = ? AND {live}"
+            f" WHERE a.name = ? AND a.alias = ? AND {_LIVE}"
         )
-        rows = _sqlite(tracking_uri, sql, [name, alias])
+        (rows,) = _sqlite(tracking_uri, (sql, [name, alias]))
     return str(rows[0][0]) if rows and rows[0][0] is not None else None
 
 
@@ -63,11 +66,9 @@ def has_version(tracking_uri: str, name: str, version: str) -> bool:
     if tracking_uri.startswith(("http://", "https://")):
         query = {"name": name, "version": version}
         return _rest(tracking_uri, "model-versions/get", query) is not None
-    sql = (
-        "SELECT 1 FROM model_versions v WHERE v.name = ? AND v.version = ?"
-        f" AND v.current_stage != '{_DELETED}' AND v.workspace = '{_WORKSPACE}'"
-    )
-    return bool(_sqlite(tracking_uri, sql, [name, int(version)]))
+    sql = f"SELECT 1 FROM model_versions v WHERE v.name = ? AND v.version = ? AND {_LIVE}"
+    (rows,) = _sqlite(tracking_uri, (sql, [name, int(version)]))
+    return bool(rows)
 
 
 def registered(tracking_uri: str) -> dict[str, tuple[set[str], str | None]]:
@@ -85,19 +86,11 @@ def registered(tracking_uri: str) -> dict[str, tuple[set[str], str | None]]:
             if not page.get("next_page_token"):
                 return models
             query["page_token"] = page["next_page_token"]
-    rows = _sqlite(
-        tracking_uri, f"SELECT name FROM registered_models WHERE workspace = '{_WORKSPACE}'", []
-    )
-    aliases = _sqlite(
+    rows, aliases, latest = _sqlite(
         tracking_uri,
-        f"SELECT name, alias FROM registered_model_aliases WHERE workspace = '{_WORKSPACE}'",
-        [],
-    )
-    latest = _sqlite(
-        tracking_uri,
-        "SELECT name, max(version) FROM model_versions"
-        f" WHERE current_stage != '{_DELETED}' AND workspace = '{_WORKSPACE}' GROUP BY name",
-        [],
+        (f"SELECT name FROM registered_models WHERE workspace = '{_WORKSPACE}'", []),
+        (f"SELECT name, alias FROM registered_model_aliases WHERE workspace = '{_WORKSPACE}'", []),
+        (f"SELECT v.name, max(v.version) FROM model_versions v WHERE {_LIVE} GROUP BY v.name", []),
     )
     newest = {name: str(version) for name, version in latest}
     return {
@@ -123,23 +116,25 @@ def _rest(tracking_uri: str, path: str, query: dict[str, str]) -> dict[str, Any]
         raise
 
 
-def _sqlite(tracking_uri: str, sql: str, parameters: list[Any]) -> list[tuple[Any, ...]]:
+def _sqlite(tracking_uri: str, *queries: tuple[str, list[Any]]) -> list[list[tuple[Any, ...]]]:
+    """The rows of each (sql, parameters), read in one connection."""
     if not tracking_uri.startswith("sqlite:///"):
         raise NotReadable(tracking_uri)
     path = tracking_uri.removeprefix("sqlite:///")
+    nothing: list[list[tuple[Any, ...]]] = [[] for _ in queries]
     try:
         con = sqlite3.connect(
             f"file:{urllib.parse.quote(path)}?mode=ro", uri=True, timeout=TIMEOUT_SECONDS
         )
     except sqlite3.OperationalError:
-        return []  # no store yet: nothing is registered
+        return nothing  # no store yet: nothing is registered
     try:
-        return con.execute(sql, parameters).fetchall()
+        return [con.execute(sql, parameters).fetchall() for sql, parameters in queries]
     except UnicodeEncodeError:  # a lone surrogate: no name in the registry has one
-        return []
+        return nothing
     except sqlite3.OperationalError as exc:
         if "no such table" in str(exc):
-            return []  # a store MLflow has not set up yet
+            return nothing  # a store MLflow has not set up yet
         raise
     finally:
         con.close()
