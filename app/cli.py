@@ -201,6 +201,7 @@ def cmd_gateway(s: Settings, args: argparse.Namespace) -> int:
         port=s.gateway.port,
         workers=s.gateway.workers,
         access_log=s.gateway.access_log,
+        timeout_keep_alive=s.gateway.keep_alive_seconds,
         log_config=None,
     )
     return 0

@@ -155,6 +155,14 @@ class GatewaySettings(Group):
         ge=0,
         le=1000,
     )
+    keep_alive_seconds: int = setting(
+        75,
+        "How long an idle keep-alive connection stays open (uvicorn's default is 5): longer "
+        "than a load balancer's idle timeout (60 s is common), as nginx's 75, so the gateway is "
+        "never the side that closes a connection a client is about to reuse.",
+        ge=1,
+        le=3600,
+    )
     access_log: bool = setting(
         True,
         "A log line per request (uvicorn's access log: ~5% of the gateway's CPU at full load).",
