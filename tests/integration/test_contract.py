@@ -9,9 +9,11 @@ every check, a fixed seed and a bounded number of cases, so it is the same run e
 
 from __future__ import annotations
 
+import http.client
 import re
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -26,6 +28,8 @@ CONFIG = Path(__file__).with_name("schemathesis.toml")
 SEED = 20261129
 MAX_EXAMPLES = 30
 ARM = {"name": "A", "model": "sentiment_logreg_tfidf", "alias": "champion", "weight": 1}
+IDLE_SECONDS = 6.5
+"""Longer than uvicorn's default keep-alive (5 s)."""
 
 
 def schemathesis(live: Stack, max_examples: int = MAX_EXAMPLES) -> list[str]:
@@ -142,3 +146,27 @@ def test_errors_carry_the_request_id_and_bodies_are_bounded(
     options = client.options("/inference")
     assert options.status_code == 204
     assert set(options.headers["allow"].split(", ")) == {"POST", "PATCH"}
+
+
+def test_the_gateway_keeps_an_idle_connection_open_longer_than_uvicorns_default(
+    live: Stack,
+) -> None:
+    """A client that pauses between requests reuses its connection: the gateway keeps idle
+    keep-alive connections `DRIFTLINE_GATEWAY_KEEP_ALIVE_SECONDS` (75), not uvicorn's 5. A
+    server that closes first races the client's next request (with 5 s, the second request here
+    fails with `RemoteDisconnected`; wrk, in `bench.harness.poisson`, then ran two chains of
+    requests on the connection it reopened). The pause is what is tested, not a wait."""
+    assert live.settings.gateway.keep_alive_seconds > IDLE_SECONDS
+    host, port = live.url.removeprefix("http://").rsplit(":", 1)
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        connection.request("GET", "/health")
+        assert connection.getresponse().read() and connection.sock is not None
+        opened = connection.sock
+        time.sleep(IDLE_SECONDS)
+        connection.request("GET", "/health")
+        answer = connection.getresponse()
+        answer.read()
+        assert answer.status == 200 and connection.sock is opened
+    finally:
+        connection.close()
