@@ -7,7 +7,8 @@ broker is down is dropped and the flow goes on. Here:
 - `KafkaInput` reads every partition a worker owns through one shared consumer (one fetch per
   broker round trip instead of one per partition), keeps each partition's offset as its
   recovery state, and tells Bytewax when to come back (`next_awake`) instead of spinning when
-  there is nothing to read.
+  there is nothing to read. A source given `idle_wait` (the inference flow, run as one worker)
+  instead waits in the consumer while idle, so its worker sleeps until a request comes.
 - Offsets must follow on: a message past the next expected offset is held back and the
   partition re-read from the expected one, for up to `GAP_GRACE` seconds
   (`flows.fetching.Contiguous`). tansu reserves a batch's offsets before it writes the batch,
@@ -119,6 +120,7 @@ class _SharedConsumer:
         idle_slack_ms: float,
         idle_fetch_wait_ms: int = 0,
         take_every: float = 0.0,
+        idle_wait: float = 0.0,
     ) -> None:
         # A position below the log start (retention removed it) moves to the first message
         # there is, never to the end: nothing is skipped.
@@ -158,6 +160,9 @@ class _SharedConsumer:
         """The last commit sent per partition: the callback carries its offset, not always its
         metadata (tansu's answer has none)."""
         self._commit_at = 0.0
+        self._idle_wait = idle_wait
+        self.waited = False
+        """Whether the last `take` waited in the consumer (`idle_wait`) for a message."""
 
     def add(self, topic: str, partition: int, offset: int) -> None:
         self._switch(self._consumer)  # a new partition: read everything from here on
@@ -244,6 +249,7 @@ class _SharedConsumer:
 
     def take(self, topic: str, partition: int) -> list[Raw]:
         queue = self._queues[(topic, partition)]
+        self.waited = False
         if not queue:
             # Fetch, then decide: whether it is idle is judged on what the consumer has fetched
             # by now. Bytewax may poll a partition seconds apart (it holds a partition back while
@@ -332,7 +338,16 @@ class _SharedConsumer:
 
     def _fetch(self) -> None:
         rewound: set[tuple[str, int]] = set()
-        messages = self._polled.consume(self._batch_size, 0)
+        self.waited = self._idle_wait > 0 and self._active is not None and self._pacing.idle()
+        if self.waited:
+            # Wait for one message, then take what else is there: `consume(n, timeout)` alone
+            # would wait for n messages or the whole timeout.
+            first = self._polled.poll(self._idle_wait)
+            messages = (
+                [] if first is None else [first, *self._polled.consume(self._batch_size - 1, 0)]
+            )
+        else:
+            messages = self._polled.consume(self._batch_size, 0)
         self._pacing.received(len(messages))
         self._cadence.took(len(messages), full=len(messages) >= self._batch_size)
         for msg in messages:
@@ -407,6 +422,8 @@ class _Partition(StatefulSourcePartition[Raw, int]):
             self._empty_polls, self._awake = 0, None
             self._taken.inc(len(batch))
             self._last_message.set_to_current_time()
+        elif self._shared.waited:  # it waited in the consumer: look again at once
+            self._empty_polls, self._awake = self._empty_polls + 1, None
         else:
             naps = IDLE_SLEEPS if self._shared.idle() else self._owner.sleeps
             sleep = max(
@@ -454,6 +471,7 @@ class KafkaInput(FixedPartitionedSource[Raw, int]):
         idle_fetch_wait_ms: int = 0,
         sleeps: tuple[float, ...] = IDLE_SLEEPS,
         take_every: float = 0.0,
+        idle_wait: float = 0.0,
     ) -> None:
         """`probe_every`: once idle, stop fetching and look for new messages this often
         (`Pacing`; 0: fetch all the time). `idle_slack_ms`: once idle, the worker may wake this
@@ -462,8 +480,11 @@ class KafkaInput(FixedPartitionedSource[Raw, int]):
         fetches a second; the first message after a quiet spell may wait up to half of it).
         `sleeps`: how long a partition sleeps after empty polls (`IDLE_SLEEPS`). `take_every`:
         while messages trickle in, take them (and so fetch) at most this often (`Cadence`; 0:
-        whenever a partition asks)."""
+        whenever a partition asks). `idle_wait`: once idle, a poll waits in the consumer up to
+        this many seconds for a message instead of returning at once, so the worker sleeps until
+        one comes (0: it polls and sleeps `sleeps`, waking up every few ms)."""
         self.sleeps = sleeps
+        self._idle_wait = idle_wait
         self._take_every = take_every
         self._probe_every, self._idle_slack_ms = probe_every, idle_slack_ms
         self._idle_fetch_wait_ms = idle_fetch_wait_ms
@@ -496,6 +517,7 @@ class KafkaInput(FixedPartitionedSource[Raw, int]):
                     self._idle_slack_ms,
                     self._idle_fetch_wait_ms,
                     self._take_every,
+                    self._idle_wait,
                 )
             return self._consumers[key]
 

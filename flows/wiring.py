@@ -70,15 +70,23 @@ def read(
     (`flows.timerslack`); busy, it may take messages only every
     `DRIFTLINE_FLOW_TAKE_EVERY_SECONDS` (`flows.fetching.Cadence`). The request
     path has settings of its own, takes messages as they come, and polls a partition that found
-    nothing again within 2 ms (`flows.kafka.REQUEST_PATH_SLEEPS`)."""
+    nothing again within 2 ms (`flows.kafka.REQUEST_PATH_SLEEPS`); idle, its worker waits for
+    the next request in the consumer (`DRIFTLINE_FLOW_REQUEST_IDLE_WAIT_MS`)."""
     flows = settings.flows
     sleeps: tuple[float, ...]
     if on_request_path:
         probe_every, slack = flows.request_idle_probe_seconds, flows.request_idle_timer_slack_ms
-        idle_wait, sleeps, take_every = flows.request_idle_fetch_wait_ms, REQUEST_PATH_SLEEPS, 0.0
+        idle_fetch_wait, sleeps, take_every = (
+            flows.request_idle_fetch_wait_ms,
+            REQUEST_PATH_SLEEPS,
+            0.0,
+        )
+        alone = flows.processes == 1
+        idle_wait = flows.request_idle_wait_ms / 1000 if alone else 0.0
     else:
         probe_every, slack = flows.idle_probe_seconds, flows.idle_timer_slack_ms
-        idle_wait, sleeps, take_every = 0, IDLE_SLEEPS, flows.take_every_seconds
+        idle_fetch_wait, sleeps, take_every = 0, IDLE_SLEEPS, flows.take_every_seconds
+        idle_wait = 0.0
     config = consumer_config(settings, "driftline-" + flow.flow_id, on_request_path=on_request_path)
     source = KafkaInput(
         settings.kafka.brokers,
@@ -88,9 +96,10 @@ def read(
         probe_every,
         slack,
         flow=flow.flow_id,
-        idle_fetch_wait_ms=idle_wait,
+        idle_fetch_wait_ms=idle_fetch_wait,
         sleeps=sleeps,
         take_every=take_every,
+        idle_wait=idle_wait,
     )
     return op.input(step_id, flow, source)
 

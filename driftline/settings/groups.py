@@ -314,6 +314,15 @@ class FlowSettings(Group):
         ge=0,
         le=5000,
     )
+    request_idle_wait_ms: int = setting(
+        100,
+        "While idle, the inference flow's worker waits for a request in its consumer up to this "
+        "long at a time instead of waking every few ms: it sleeps until one comes. Only when "
+        "the flow runs as one process (a waiting worker would hold up items the other workers "
+        "of a cluster send it; 0: never).",
+        ge=0,
+        le=1000,
+    )
     processes: int = setting(0, "Processes per flow, one Bytewax cluster (0: the profile's).", ge=0)
     port_base: int = setting(
         2101, "First port of the flows' cluster addresses (processes > 1).", ge=1024, le=65000

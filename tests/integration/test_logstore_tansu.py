@@ -346,16 +346,21 @@ def test_a_flow_commits_its_position_and_the_offset_two_snapshots_back(
 
 
 @pytest.mark.parametrize(
-    ("probe_every", "idle_fetch_wait_ms", "poll_every"),
-    [(0.5, 0, 0.05), (0.0, 100, 0.05), (4.0, 0, 2.5)],
-    ids=["probing", "slow-fetch", "polled-seconds-apart"],
+    ("probe_every", "idle_fetch_wait_ms", "idle_wait", "poll_every"),
+    [(0.5, 0, 0.0, 0.05), (0.0, 100, 0.0, 0.05), (0.0, 100, 0.2, 0.0), (4.0, 0, 0.0, 2.5)],
+    ids=["probing", "slow-fetch", "waiting", "polled-seconds-apart"],
 )
 def test_an_idle_source_takes_every_later_message_once(
-    processes: Processes, probe_every: float, idle_fetch_wait_ms: int, poll_every: float
+    processes: Processes,
+    probe_every: float,
+    idle_fetch_wait_ms: int,
+    idle_wait: float,
+    poll_every: float,
 ) -> None:
     """After 2 s without a message the source either unassigns its partition and only looks at
     the end offset now and then (`flows.fetching.Pacing`), or, on the request path, goes on
-    with a consumer that fetches less often; what comes later is taken from where it left off,
+    with a consumer that fetches less often, and may wait in it for the next message instead of
+    asking Bytewax to come back later; what comes later is taken from where it left off,
     none twice and none lost. Also when Bytewax polls the partition seconds apart (it holds a
     partition back while the dataflow's epoch catches up): the source once unassigned, at each
     poll, the consumer it had assigned at the poll before, and never took anything."""
@@ -379,6 +384,7 @@ def test_an_idle_source_takes_every_later_message_once(
         probe_every=probe_every,
         flow="test",
         idle_fetch_wait_ms=idle_fetch_wait_ms,
+        idle_wait=idle_wait,
     )
     part = source.build_part("input", "0-events", None)
     taken: list[bytes | None] = []
@@ -391,10 +397,12 @@ def test_an_idle_source_takes_every_later_message_once(
         send(range(10))
         wait_until(lambda: take_until(10), "the first ten messages")
         # Quiet for longer than the 2 s idle threshold: the source asks to sleep till a probe.
-        quiet_until = time.monotonic() + 3.0
+        quiet_until, waited = time.monotonic() + 3.0, 0
         while time.monotonic() < quiet_until:
             assert not part.next_batch()
+            waited += part.next_awake() is None  # it waited in the consumer: come back at once
             time.sleep(0.02)
+        assert (waited > 0) == (idle_wait > 0), f"{waited} polls waited in the consumer"
         send(range(10, 20))
         deadline = time.monotonic() + 40
         while not take_until(20) and time.monotonic() < deadline:

@@ -14,8 +14,9 @@ from flows.kafka import IDLE_SLEEPS, REQUEST_PATH_SLEEPS, KafkaInput, _Partition
 class EmptyShared:
     """A shared consumer that never has a message; `idle` says whether it has been quiet."""
 
-    def __init__(self, idle: bool) -> None:
+    def __init__(self, idle: bool, waited: bool = False) -> None:
         self._idle = idle
+        self.waited = waited
 
     def add(self, topic: str, partition: int, offset: int) -> None:
         pass
@@ -64,3 +65,16 @@ def test_a_partition_backs_off_as_its_schedule_says(
     source = KafkaInput("127.0.0.1:1", ["t"], 10, {}, sleeps=schedule)
     got = sleeps(source, idle, len(expected), monkeypatch)
     assert got == pytest.approx(expected)
+
+
+def test_a_partition_whose_poll_waited_in_the_consumer_asks_to_be_polled_again_at_once(
+    monkeypatch: Any,
+) -> None:
+    """An idle source given `idle_wait` has slept in its consumer already: no sleep on top."""
+    source = KafkaInput("127.0.0.1:1", ["t"], 10, {}, sleeps=REQUEST_PATH_SLEEPS, idle_wait=0.1)
+    monkeypatch.setattr(source, "shared", lambda key: EmptyShared(idle=True, waited=True))
+    part = _Partition(source, ("in", 1), "t", 0)
+    part.start_at(None)
+    for _ in range(3):
+        assert part.next_batch() == []
+        assert part.next_awake() is None
