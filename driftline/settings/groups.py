@@ -307,7 +307,7 @@ class FlowSettings(Group):
         ge=0,
     )
     request_idle_fetch_wait_ms: int = setting(
-        100,
+        150,
         "While idle (2 s without a request), the inference flow fetches with this wait instead "
         "of DRIFTLINE_FETCH_WAIT_MS: fewer fetches for the broker; the first request after a "
         "quiet spell may wait up to half of it for its fetch (0: no change).",
