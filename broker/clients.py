@@ -12,7 +12,7 @@ import logging
 import time
 from typing import Any
 
-from confluent_kafka import KafkaException, TopicCollection
+from confluent_kafka import Consumer, KafkaException, Message, TopicCollection
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from driftline.settings import Settings
@@ -55,6 +55,14 @@ def consumer_config(
             kafka.request_path_fetch_wait_ms if on_request_path else kafka.fetch_wait_ms
         ),
     }
+
+
+def take_waiting(consumer: Consumer, most: int, timeout: float) -> list[Message]:
+    """Wait up to `timeout` seconds for one message, then take up to `most` in all of what is
+    there already: `consume(most, timeout)` alone would wait until `most` arrive or the whole
+    timeout passes."""
+    first = consumer.poll(timeout)
+    return [] if first is None else [first, *consumer.consume(most - 1, 0)]
 
 
 def admin(settings: Settings, quiet: bool = False) -> AdminClient:

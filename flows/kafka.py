@@ -55,6 +55,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
+from broker.clients import take_waiting
 from driftline.clock import utc_now
 from flows.fetching import GAP_GRACE, Cadence, Contiguous, Pacing
 from flows.metrics import CONSUMER_LAG, LAST_MESSAGE, MESSAGES_IN, MESSAGES_OUT
@@ -340,12 +341,7 @@ class _SharedConsumer:
         rewound: set[tuple[str, int]] = set()
         self.waited = self._idle_wait > 0 and self._active is not None and self._pacing.idle()
         if self.waited:
-            # Wait for one message, then take what else is there: `consume(n, timeout)` alone
-            # would wait for n messages or the whole timeout.
-            first = self._polled.poll(self._idle_wait)
-            messages = (
-                [] if first is None else [first, *self._polled.consume(self._batch_size - 1, 0)]
-            )
+            messages = take_waiting(self._polled, self._batch_size, self._idle_wait)
         else:
             messages = self._polled.consume(self._batch_size, 0)
         self._pacing.received(len(messages))

@@ -76,17 +76,14 @@ def read(
     sleeps: tuple[float, ...]
     if on_request_path:
         probe_every, slack = flows.request_idle_probe_seconds, flows.request_idle_timer_slack_ms
-        idle_fetch_wait, sleeps, take_every = (
-            flows.request_idle_fetch_wait_ms,
-            REQUEST_PATH_SLEEPS,
-            0.0,
-        )
-        alone = flows.processes == 1
-        idle_wait = flows.request_idle_wait_ms / 1000 if alone else 0.0
+        idle_fetch_wait, sleeps = flows.request_idle_fetch_wait_ms, REQUEST_PATH_SLEEPS
+        take_every = 0.0
     else:
         probe_every, slack = flows.idle_probe_seconds, flows.idle_timer_slack_ms
         idle_fetch_wait, sleeps, take_every = 0, IDLE_SLEEPS, flows.take_every_seconds
-        idle_wait = 0.0
+    # A waiting worker of a cluster would hold up what the other workers route to it.
+    alone = on_request_path and flows.processes == 1
+    idle_wait = flows.request_idle_wait_ms / 1000 if alone else 0.0
     config = consumer_config(settings, "driftline-" + flow.flow_id, on_request_path=on_request_path)
     source = KafkaInput(
         settings.kafka.brokers,

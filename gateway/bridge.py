@@ -25,7 +25,7 @@ from uuid import UUID
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from broker.clients import consumer_config, producer_config
+from broker.clients import consumer_config, producer_config, take_waiting
 from driftline.settings import Settings
 from driftline.topics import (
     REQUESTS,
@@ -285,12 +285,9 @@ class KafkaBridge:
                 consumer.unassign()
                 reading = False
                 continue
-            # Wait for one result, then take what else is there: `consume(n, timeout)` alone
-            # would hold every result until n arrive or the timeout passes.
-            first = consumer.poll(0.1)
-            if first is None:
+            messages = take_waiting(consumer, 500, 0.1)
+            if not messages:
                 continue
-            messages = [first, *consumer.consume(499, timeout=0)]
             results = []
             for msg in messages:
                 if msg.error() is not None:
