@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 from bench.e2e import TEXT, broker_cost
-from bench.harness import Stack, cpu_meanwhile, hey, poisson, warm_up
+from bench.harness import Stack, closed_loop, cpu_meanwhile, poisson, warm_up
 
 SHOWN_PROCESSES = 4
 """Processes named in a row, the busiest first."""
@@ -63,7 +63,7 @@ def measure(label: str, env: dict[str, str], rate: float, seconds: float, runs: 
                 f"{cost} | CPU {100 * sum(cpu.values()):.0f}%: {top}",
                 flush=True,
             )
-        load = hey(f"{url}/inference", seconds, 128, body)
+        load = closed_loop(f"{url}/inference", seconds, 128, body)
         print(f"{label} 128 clients: {load.rps:,.0f} req/s p50 {load.p50_ms:.0f} ms", flush=True)
     finally:
         stack.stop()

@@ -16,8 +16,8 @@ Starts `driftline up` in a temporary folder on free ports (two TF-IDF models), t
 5. `POST /inferences` (100 texts a call), closed loop: texts/s, and how long the lake writer
    takes after the last answer to hold every text;
 6. CPU and RSS per process under the closed loop.
-Load comes from Debian's `hey` and `wrk`. Figures are from a shared 2-core machine: compare
-within a run.
+Load comes from Debian's `wrk` (closed loop, Poisson arrivals) and `hey` (fixed offered rates,
+which `wrk` cannot pace). Figures are from a shared 2-core machine: compare within a run.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from pathlib import Path
 from bench.harness import (
     Load,
     Stack,
+    closed_loop,
     cpu_meanwhile,
     cpu_per_process,
     hey,
@@ -53,7 +54,7 @@ crosses the broker twice (to the inference flow, back to the gateway)."""
 
 
 def latencies(milliseconds: list[float], seconds: float) -> Load:
-    """A `Load` of latencies measured outside hey (every one answered)."""
+    """A `Load` of latencies measured outside a load generator (every one answered)."""
     p50, p99 = (statistics.quantiles(milliseconds, n=100)[i] for i in (49, 98))
     return Load(len(milliseconds) / seconds, p50, p99, {"200": len(milliseconds)})
 
@@ -101,8 +102,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--profile", choices=["embedded", "cluster"], default="embedded")
     args = parser.parse_args()
-    if shutil.which("hey") is None:
-        sys.exit("hey is missing: make install (apt-get install hey)")
+    missing = [tool for tool in ("hey", "wrk") if shutil.which(tool) is None]
+    if missing:
+        sys.exit(f"{' and '.join(missing)} missing: make install (apt-get install hey wrk)")
     home = Path(tempfile.mkdtemp(prefix="driftline-e2e-"))
     # Retraining off: the repeated texts drift, and a training mid-run would load the machine.
     stack = Stack(home, {"DRIFTLINE_PROFILE": args.profile, "DRIFTLINE_RETRAIN_METRICS": ""})
@@ -122,7 +124,7 @@ def run(stack: Stack, seconds: float) -> None:
     per_process("idle RSS, MiB", rss_per_process(processes), "MiB")
 
     print("floors")
-    floor = hey(f"{url}/health", seconds, 32)
+    floor = closed_loop(f"{url}/health", seconds, 32)
     print(row("GET /health, 32 clients", floor))
     fetch_wait = settings.load(stack.env).kafka.request_path_fetch_wait_ms
     brokers = stack.env["DRIFTLINE_BROKERS"]
@@ -133,7 +135,7 @@ def run(stack: Stack, seconds: float) -> None:
 
     print("POST /inference, closed loop")
     for clients in (8, 32, 64, 128):
-        load = hey(f"{url}/inference", seconds, clients, body)
+        load = closed_loop(f"{url}/inference", seconds, clients, body)
         print(row(f"{clients} clients", load, floor))
     print("POST /inference, Poisson arrivals (wrk, 2 connections per request/s)")
     for rate in (100, RELAYED):
@@ -152,7 +154,7 @@ def run(stack: Stack, seconds: float) -> None:
     tag = uuid.uuid4().hex
     batch = json.dumps({"items": [{"data": f"{tag} {TEXT} {i}"} for i in range(100)]})
     cpu = cpu_meanwhile(processes, seconds * 0.8)
-    load = hey(f"{url}/inferences", seconds, 8, batch)
+    load = closed_loop(f"{url}/inferences", seconds, 8, batch)
     answered = time.monotonic()
     texts = int(load.rps * seconds) * 100  # calls answered x texts a call (approximately)
     print(row("calls", load))
