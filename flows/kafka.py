@@ -21,9 +21,11 @@ broker is down is dropped and the flow goes on. Here:
   every `COMMIT_EVERY` seconds, with the offset a restart may resume from as the commit's
   metadata (`resume=<offset>`: that of the snapshot `SNAPSHOTS_BEHIND` before the newest).
   Nothing reads them back (recovery does); the broker's log store lists a partition only from
-  where the slowest group reads and deletes only what no group may read again, which keeps
-  tansu's listings short (`servers/logstore`). Before it reads a partition, a flow commits where
-  it starts: after a restart, what it reads again is listed again before its first fetch.
+  where the slowest group that commits reads and deletes only what no group may read again,
+  which keeps tansu's listings short (`servers/logstore`). Before it reads a partition, a flow
+  commits where it starts: after a restart, what it reads again is listed again before its
+  first fetch. A flow stopped for longer than the store follows it sees a gap at its next fetch,
+  and commits its position again, which lists its messages again.
 - `KafkaOutput` waits for every message of a batch to be acknowledged and raises when one is
   not. The flow process then stops before its snapshot covers the batch; the supervisor starts
   it again and it replays from its last snapshot (at-least-once; every sink de-duplicates).
@@ -360,6 +362,9 @@ class _SharedConsumer:
             if verdict == "rewind":
                 rewound.add(key)
                 self._polled.seek(TopicPartition(*key, self._offsets.expected(*key)))
+                # Commit the position again: a flow stopped for a while has dropped out of
+                # where the log store lists the partition from, and this brings it back.
+                self._committed.pop(key, None)
             elif verdict == "take":
                 queue.append(
                     KafkaSourceMessage(

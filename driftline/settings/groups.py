@@ -382,8 +382,9 @@ class ServerSettings(Group):
     )
     broker_max_batches: int = setting(
         1000,
-        "...and at most this many produce batches a partition: tansu lists them all on every "
-        "fetch of a consumer behind the end, within the fetch wait.",
+        "...and at most this many produce batches a partition no flow reads (a flow's partitions "
+        "keep what it may still read): tansu lists them all on every fetch of a consumer behind "
+        "the end, within the fetch wait.",
         ge=10,
     )
     broker_keep_read_batches: int = setting(

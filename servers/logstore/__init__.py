@@ -12,8 +12,10 @@ local disk (it survives `kill -9`), checks and writes conditional PUTs as one st
 sorted in-memory index, and deletes each partition's oldest batches itself (`Store.Expire`):
 by age and count, and, with `--keep-read`, every batch no consumer group reading the partition
 may read again (tansu writes their offsets into the same bucket; the flows name where a
-restart resumes in the commit's metadata, `resume=<offset>`). A partition's listings start
-where the slowest group reads next, so they stay as short as the slowest reader allows.
+restart resumes in the commit's metadata, `resume=<offset>`); the count never removes what a
+group may still read. A partition's listings start where the slowest group that committed in
+the last `--listed-seconds` (5) reads next, so they stay as short as the slowest reader allows,
+and a stopped reader does not hold them back (back, it commits again: `flows.kafka`).
 Investigation and measurements: tansu 0.6.0 (cf82d41), object_store 0.13.
 
 The server is Go (`main.go`, `store.go`, `s3.go` here; the standard library only), built by

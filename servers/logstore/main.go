@@ -68,6 +68,8 @@ func parse(args []string) (options, error) {
 	keepRead := flags.Int("keep-read", -1, "in a partition that consumer groups read, keep only "+
 		"what one may read again and list only what one has not read, and always the newest "+
 		"this many batches (-1: off)")
+	listed := flags.Float64("listed-seconds", 5, "with --keep-read, list a partition from where "+
+		"the groups that committed within this many seconds read (-1: every group)")
 	if err := flags.Parse(args); err != nil {
 		return o, err
 	}
@@ -86,6 +88,10 @@ func parse(args []string) (options, error) {
 	}
 	if *keepRead >= 0 {
 		o.retention.KeepRead = keepRead
+	}
+	if *listed >= 0 {
+		d := time.Duration(*listed * float64(time.Second))
+		o.retention.Listed = &d
 	}
 	return o, nil
 }

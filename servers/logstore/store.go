@@ -611,29 +611,36 @@ func (s *Store) compactIfDue() error {
 type Retention struct {
 	// Age: batches older than this go.
 	Age *time.Duration
-	// MaxBatches: a partition keeps at most this many.
+	// MaxBatches: a partition keeps at most this many, but for what a group may still read
+	// (with KeepRead).
 	MaxBatches *int
 	// KeepRead: in a partition that consumer groups read, keep only what one of them may read
 	// again after a restart and list only what one of them has not read yet, and always keep
 	// and list the newest this many batches.
 	KeepRead *int
+	// Listed: with KeepRead, the listings follow only the groups that committed within this
+	// long (when none did, the furthest one): a reader stopped for longer no longer lengthens
+	// every fetch, and when it is back it commits its position again (`flows.kafka`).
+	Listed *time.Duration
 }
 
 // Expire deletes the oldest `.batch` objects of every partition, as Kafka retention would.
 //
-// A partition keeps its newest MaxBatches batches and those younger than Age, and always its
-// newest one (tansu reads the log end from it). With KeepRead, a partition that consumer
-// groups read (groups that committed an offset for it within Age) keeps only what one of them
-// may read again after a restart (its `resume=` offset, else its committed offset), and its
-// listings, until the next pass or a commit that goes back, show only what one of them has not
-// read yet (its committed offset); both always include its newest KeepRead batches. tansu
-// lists every listed batch on each fetch, so short listings keep fetches cheap, and a restarted
-// reader that commits its resume offset before it fetches has its batches listed again at once
-// (Put, readBack). Only a leading run of batches is deleted, so the log never gets holes;
-// watermarks, offsets and groups are never touched. A deleted batch leaves the listings at once
-// and its file RetiredFor later, so a reader that has just listed it can still read it. At most
-// limit objects go per call, so one call never holds the lock for long. Returns how many were
-// deleted.
+// A partition keeps its batches younger than Age and, of those, its newest MaxBatches, and
+// always its newest one (tansu reads the log end from it). With KeepRead, a partition that
+// consumer groups read (groups that committed an offset for it within Age) keeps only what one
+// of them may read again after a restart (its `resume=` offset, else its committed offset),
+// and MaxBatches never deletes what one of them may still read: a reader stopped for longer
+// than MaxBatches batches take to come (seconds under load) loses nothing, it only lengthens
+// the listings until it catches up. Its listings, until the next pass or a commit that goes
+// back, show only what one of them has not read yet (its committed offset); both always
+// include its newest KeepRead batches. tansu lists every listed batch on each fetch, so short
+// listings keep fetches cheap, and a restarted reader that commits its resume offset before it
+// fetches has its batches listed again at once (Put, readBack). Only a leading run of batches
+// is deleted, so the log never gets holes; watermarks, offsets and groups are never touched. A
+// deleted batch leaves the listings at once and its file RetiredFor later, so a reader that
+// has just listed it can still read it. At most limit objects go per call, so one call never
+// holds the lock for long. Returns how many were deleted.
 func (s *Store) Expire(keep Retention, limit int) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -657,7 +664,11 @@ func (s *Store) Expire(keep Retention, limit int) (int, error) {
 		b := s.buckets[name]
 		var readUpTo map[string]groupsRead
 		if keep.KeepRead != nil {
-			readUpTo = s.readUpTo(name, b, horizonMs)
+			listedMs := int64(-1)
+			if keep.Listed != nil {
+				listedMs = now.Add(-*keep.Listed).UnixMilli()
+			}
+			readUpTo = s.readUpTo(name, b, horizonMs, listedMs)
 		}
 		b.listFrom = map[string]string{}
 		partitions := make([]string, 0, len(b.partitions))
@@ -681,7 +692,9 @@ func (s *Store) Expire(keep Retention, limit int) (int, error) {
 				}
 			}
 			count := 0
-			if keep.MaxBatches != nil && len(batches) > *keep.MaxBatches {
+			// Not in a partition groups read: below, it loses all they have read, and nothing
+			// one of them may still read, however far behind.
+			if keep.MaxBatches != nil && keepRead == nil && len(batches) > *keep.MaxBatches {
 				count = len(batches) - *keep.MaxBatches
 			}
 			if horizonMs >= 0 {
@@ -725,8 +738,12 @@ func minOf(values ...int) int {
 // readUpTo is, per `records/` prefix, the lowest offsets committed by the groups that committed
 // for it after horizonMs (-1: any time): every batch below the offset has been read by every
 // such group, and none of them reads one below the resume offset again.
-func (s *Store) readUpTo(name string, b *bucket, horizonMs int64) map[string]groupsRead {
-	lowest := map[string]groupsRead{}
+// readUpTo is, per `records/` prefix that groups committed within horizonMs read, the lowest
+// resume offset of those groups, and the lowest offset committed since listedMs; if no group
+// committed since, the highest (all are idle at the end of the log or stopped, and a stopped
+// one commits again when it is back).
+func (s *Store) readUpTo(name string, b *bucket, horizonMs, listedMs int64) map[string]groupsRead {
+	lowest, lowestListed, highest := map[string]groupsRead{}, map[string]int64{}, map[string]int64{}
 	for key := range b.commits {
 		meta := b.meta[key]
 		if horizonMs >= 0 && meta.ModifiedMs < horizonMs {
@@ -755,6 +772,22 @@ func (s *Store) readUpTo(name string, b *bucket, horizonMs int64) map[string]gro
 		}
 		if cached.read.resume < current.resume {
 			current.resume = cached.read.resume
+		}
+		lowest[records] = current
+		if cached.read.offset > highest[records] {
+			highest[records] = cached.read.offset
+		}
+		if meta.ModifiedMs >= listedMs {
+			if listed, ok := lowestListed[records]; !ok || cached.read.offset < listed {
+				lowestListed[records] = cached.read.offset
+			}
+		}
+	}
+	for records, current := range lowest {
+		if listed, ok := lowestListed[records]; ok {
+			current.offset = listed
+		} else {
+			current.offset = highest[records]
 		}
 		lowest[records] = current
 	}

@@ -650,6 +650,47 @@ func TestListingsShowWhatGroupsHaveNotReadAndRetentionWhatTheyMayReadAgain(t *te
 	}
 }
 
+func TestAReaderFarBehindLosesNothingToTheBatchLimitNorSlowsTheListings(t *testing.T) {
+	c := newClock()
+	s := open(t, t.TempDir(), c)
+	for offset := 0; offset < 10; offset++ {
+		put(t, s, batch(0, offset), "x")
+	}
+	listed := 10 * time.Second
+	keep := Retention{MaxBatches: ptr(3), KeepRead: ptr(1), Listed: &listed}
+	commitWith(t, s, "stopped", 0, 4, "resume=2") // a restart reads from 2
+	commit(t, s, "live", 0, 8)
+	if n := expire(t, s, keep, expireLimit); n != 2 { // 0 and 1, not the 7 over the limit
+		t.Fatalf("deleted %d", n)
+	}
+	if got := keys(t, s, records(0)); len(got) != 6 || got[0] != batch(0, 4) {
+		t.Fatalf("listed %v", got) // from 4, the next "stopped" reads
+	}
+	c.now = c.now.Add(30 * time.Second) // "stopped" commits no more; "live" goes on
+	commit(t, s, "live", 0, 10)
+	if n := expire(t, s, keep, expireLimit); n != 0 {
+		t.Fatalf("deleted %d", n)
+	}
+	if got := keys(t, s, records(0)); !reflect.DeepEqual(got, []string{batch(0, 9)}) {
+		t.Fatalf("listed %v", got) // as far as "live" reads
+	}
+	c.now = c.now.Add(30 * time.Second) // nobody commits: listed from the furthest reader
+	if expire(t, s, keep, expireLimit); !reflect.DeepEqual(keys(t, s, records(0)), []string{batch(0, 9)}) {
+		t.Fatalf("listed %v", keys(t, s, records(0)))
+	}
+	commitWith(t, s, "stopped", 0, 4, "resume=2") // back: its commit lists its batches again
+	if got := keys(t, s, records(0)); len(got) != 8 || got[0] != batch(0, 2) {
+		t.Fatalf("listed %v", got)
+	}
+	if expire(t, s, keep, expireLimit); keys(t, s, records(0))[0] != batch(0, 4) {
+		t.Fatalf("listed %v", keys(t, s, records(0))) // and the next pass follows it
+	}
+	commitWith(t, s, "stopped", 0, 10, "resume=9") // caught up
+	if n := expire(t, s, keep, expireLimit); n != 7 {
+		t.Fatalf("deleted %d", n)
+	}
+}
+
 func TestResumeOffset(t *testing.T) {
 	for _, c := range []struct {
 		metadata string

@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -266,6 +267,71 @@ def test_a_restarted_flow_reads_again_what_listings_no_longer_show(tmp_path: Pat
         taken = took(brokers, "events", 10, 30)  # restarted at its snapshot
         assert [int(value or b"-1") for value in taken] == list(range(10, 40))
     finally:
+        running.stop_all()
+
+
+STOPPABLE_SOURCE = """
+import sys, time
+from flows import kafka
+kafka.GAP_GRACE = 3600.0  # a gap is waited on, never skipped
+config = {"group.id": "driftline-stopped", "enable.auto.commit": False}
+source = kafka.KafkaInput(sys.argv[1], ["events"], 100, config, probe_every=0, flow="test")
+part = source.build_part("input", "0-events", None)  # commits where it starts
+print("ready", flush=True)
+while True:
+    for message in part.next_batch():
+        print(int(message.value), flush=True)
+    time.sleep(0.01)
+"""
+
+
+def test_a_flow_stopped_for_long_loses_nothing_and_holds_no_listing_back(tmp_path: Path) -> None:
+    """A flow stopped (`SIGSTOP`) for longer than the batch limit's worth of messages keeps
+    every one it has not read: the limit yields to what a group may still read. Meanwhile the
+    listings follow only the groups that go on committing, so their fetches stay cheap; back,
+    the flow finds a gap, commits its position again, which lists its messages again, and
+    takes them all in order."""
+    options = ("--max-batches", "5", "--keep-read", "3", "--listed-seconds", "1")
+    running = Processes(tmp_path, options)
+    flow = None
+    try:
+        brokers = running.start_broker()
+        create_topic(brokers, "events", partitions=1)
+        producer = Producer({"bootstrap.servers": brokers, "linger.ms": 0})
+
+        def send(numbers: range) -> None:
+            for i in numbers:  # one message a batch
+                producer.produce("events", str(i).encode())
+                producer.flush(30)
+
+        argv = [sys.executable, "-c", STOPPABLE_SOURCE, brokers]
+        flow = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(flow.stdout or ()), daemon=True)
+        reader.start()
+        wait_until(lambda: lines, "the flow reading")  # before: the limit alone would apply
+        send(range(10))
+        # Taken and committed: listed from the newest 3 below its position.
+        wait_until(lambda: len(lines) == 11 and first_offset(brokers, "events") == 7, "read")
+        flow.send_signal(signal.SIGSTOP)
+        # Let the fetch it left waiting at the broker end empty (librdkafka's wait is 0.5 s):
+        # back, it then has nothing to take and must find its messages listed again.
+        time.sleep(1.5)
+        send(range(10, 50))  # eight times the batch limit
+
+        def listed_past_the_stop() -> bool:
+            commit(brokers, "live", "events", 50)  # a reader that goes on committing
+            return first_offset(brokers, "events") == 47
+
+        wait_until(listed_past_the_stop, "listed from where the live reader is")
+        flow.send_signal(signal.SIGCONT)
+        wait_until(lambda: len(lines) >= 51, "every message after the stop")
+        time.sleep(1.0)  # anything taken twice would show up by now
+        assert [int(line) for line in lines[1:]] == list(range(50))
+    finally:
+        if flow is not None:
+            flow.kill()
+            flow.wait(10)
         running.stop_all()
 
 
