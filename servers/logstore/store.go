@@ -384,9 +384,10 @@ func (s *Store) Put(bucketName, key string, body []byte, ifMatch, ifNoneMatch *s
 	return meta, s.compactIfDue()
 }
 
-// readBack lists a partition whole again, until the next retention pass, when a group's new
-// commit for it goes back below where its listings start: a reader restarted from an older
-// snapshot commits where it starts before its first fetch.
+// readBack lists a partition again from the batch that holds a group's new commit, until the
+// next retention pass, when the commit goes back below where its listings start: a reader
+// restarted from an older snapshot commits where it starts before its first fetch, and one
+// back from a stop commits its position again when it finds a gap (`flows.kafka`).
 func (b *bucket) readBack(commit string, body []byte) {
 	records := recordsOf(commit)
 	first, ok := b.listFrom[records]
@@ -394,9 +395,19 @@ func (b *bucket) readBack(commit string, body []byte) {
 		return
 	}
 	read, err := commitRead(body)
-	if err != nil || read.offset < baseOffset(first) {
+	if err != nil {
 		delete(b.listFrom, records)
+		return
 	}
+	if read.offset >= baseOffset(first) {
+		return
+	}
+	batches := b.batches(records)
+	if len(batches) == 0 {
+		delete(b.listFrom, records)
+		return
+	}
+	b.listFrom[records] = batches[fullyRead(batches, read.offset, 0)].Key
 }
 
 // object finds a listed or retired object; the caller holds the lock.

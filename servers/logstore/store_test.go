@@ -679,8 +679,8 @@ func TestAReaderFarBehindLosesNothingToTheBatchLimitNorSlowsTheListings(t *testi
 		t.Fatalf("listed %v", keys(t, s, records(0)))
 	}
 	commitWith(t, s, "stopped", 0, 4, "resume=2") // back: its commit lists its batches again
-	if got := keys(t, s, records(0)); len(got) != 8 || got[0] != batch(0, 2) {
-		t.Fatalf("listed %v", got)
+	if got := keys(t, s, records(0)); len(got) != 6 || got[0] != batch(0, 4) {
+		t.Fatalf("listed %v", got) // from the one it reads next
 	}
 	if expire(t, s, keep, expireLimit); keys(t, s, records(0))[0] != batch(0, 4) {
 		t.Fatalf("listed %v", keys(t, s, records(0))) // and the next pass follows it
