@@ -642,10 +642,10 @@ type Retention struct {
 // consumer groups read (groups that committed an offset for it within Age) keeps only what one
 // of them may read again after a restart (its `resume=` offset, else its committed offset),
 // and MaxBatches never deletes what one of them may still read: a reader stopped for longer
-// than MaxBatches batches take to come (seconds under load) loses nothing, it only lengthens
-// the listings until it catches up. Its listings, until the next pass or a commit that goes
-// back, show only what one of them has not read yet (its committed offset); both always
-// include its newest KeepRead batches. tansu lists every listed batch on each fetch, so short
+// than MaxBatches batches take to come (seconds under load) loses nothing. Its listings, until
+// the next pass or a commit that goes back, show only what one of them has not read yet (its
+// committed offset; of those that committed within Listed), so a stopped reader lengthens them
+// only once it is back, until it has caught up; both always include its newest KeepRead batches. tansu lists every listed batch on each fetch, so short
 // listings keep fetches cheap, and a restarted reader that commits its resume offset before it
 // fetches has its batches listed again at once (Put, readBack). Only a leading run of batches
 // is deleted, so the log never gets holes; watermarks, offsets and groups are never touched. A
@@ -703,8 +703,8 @@ func (s *Store) Expire(keep Retention, limit int) (int, error) {
 				}
 			}
 			count := 0
-			// Not in a partition groups read: below, it loses all they have read, and nothing
-			// one of them may still read, however far behind.
+			// MaxBatches only where no group reads: where groups read, KeepRead below removes
+			// all they have read and nothing one of them may still read, however far behind.
 			if keep.MaxBatches != nil && keepRead == nil && len(batches) > *keep.MaxBatches {
 				count = len(batches) - *keep.MaxBatches
 			}
@@ -746,13 +746,11 @@ func minOf(values ...int) int {
 	return least
 }
 
-// readUpTo is, per `records/` prefix, the lowest offsets committed by the groups that committed
-// for it after horizonMs (-1: any time): every batch below the offset has been read by every
-// such group, and none of them reads one below the resume offset again.
-// readUpTo is, per `records/` prefix that groups committed within horizonMs read, the lowest
-// resume offset of those groups, and the lowest offset committed since listedMs; if no group
-// committed since, the highest (all are idle at the end of the log or stopped, and a stopped
-// one commits again when it is back).
+// readUpTo is, per `records/` prefix, what the groups that committed for it after horizonMs
+// (-1: any time) have read: the lowest resume offset (none of them reads a batch below it
+// again), and the lowest offset committed after listedMs (every batch below it has been read
+// by every group still reading); if none committed since, the highest offset (they are all idle
+// at the end of the log or stopped, and a stopped one commits again when it is back).
 func (s *Store) readUpTo(name string, b *bucket, horizonMs, listedMs int64) map[string]groupsRead {
 	lowest, lowestListed, highest := map[string]groupsRead{}, map[string]int64{}, map[string]int64{}
 	for key := range b.commits {
