@@ -404,13 +404,12 @@ class _Reader:
             pass
 
     def take(self, wait: float = 0.1) -> list[Any]:
-        """What is there now, after waiting up to `wait` for the first (`consume(n, timeout)`
-        alone would hold the first until n arrive or the timeout passes)."""
+        """What is there now, after waiting up to `wait` for the first."""
         from confluent_kafka import TopicPartition
 
-        first = self._consumer.poll(wait)
-        taken = [] if first is None else [first, *self._consumer.consume(499, 0)]
-        taken = [msg for msg in taken if msg.error() is None]
+        from broker.clients import take_waiting
+
+        taken = [msg for msg in take_waiting(self._consumer, 500, wait) if msg.error() is None]
         if taken:
             self._position = taken[-1].offset() + 1
         if time.monotonic() - self._committed > self.COMMIT_EVERY and self._position:
