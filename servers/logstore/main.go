@@ -68,8 +68,9 @@ func parse(args []string) (options, error) {
 	keepRead := flags.Int("keep-read", -1, "in a partition that consumer groups read, keep only "+
 		"what one may read again and list only what one has not read, and always the newest "+
 		"this many batches (-1: off)")
-	listed := flags.Float64("listed-seconds", 5, "with --keep-read, list a partition from where "+
-		"the groups that committed within this many seconds read (-1: every group)")
+	listed := flags.Float64("listed-seconds", 10, "with --keep-read, list a partition from where "+
+		"the groups that committed within this many seconds read (-1: every group); the flows "+
+		"commit every 3 s while idle")
 	if err := flags.Parse(args); err != nil {
 		return o, err
 	}

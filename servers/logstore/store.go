@@ -645,13 +645,14 @@ type Retention struct {
 // than MaxBatches batches take to come (seconds under load) loses nothing. Its listings, until
 // the next pass or a commit that goes back, show only what one of them has not read yet (its
 // committed offset; of those that committed within Listed), so a stopped reader lengthens them
-// only once it is back, until it has caught up; both always include its newest KeepRead batches. tansu lists every listed batch on each fetch, so short
-// listings keep fetches cheap, and a restarted reader that commits its resume offset before it
-// fetches has its batches listed again at once (Put, readBack). Only a leading run of batches
-// is deleted, so the log never gets holes; watermarks, offsets and groups are never touched. A
-// deleted batch leaves the listings at once and its file RetiredFor later, so a reader that
-// has just listed it can still read it. At most limit objects go per call, so one call never
-// holds the lock for long. Returns how many were deleted.
+// only once it is back, until it has caught up; both always include its newest KeepRead
+// batches. tansu lists every listed batch on each fetch, so short listings keep fetches
+// cheap, and a restarted reader that commits its resume offset before it fetches has its
+// batches listed again at once (Put, readBack). Only a leading run of batches is deleted, so
+// the log never gets holes; watermarks, offsets and groups are never touched. A deleted batch
+// leaves the listings at once and its file RetiredFor later, so a reader that has just listed
+// it can still read it. At most limit objects go per call, so one call never holds the lock
+// for long. Returns how many were deleted.
 func (s *Store) Expire(keep Retention, limit int) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
