@@ -92,14 +92,6 @@ COMMIT_EVERY = 0.5
 """Seconds between two offset commits of a consumer (only partitions that moved are sent): how
 far behind its position the log store lists a partition for tansu."""
 
-COMMIT_AGAIN_EVERY = 3.0
-"""Seconds after which a consumer commits every partition again, moved or not. The log store
-lists a partition from where the groups that committed in its last `--listed-seconds` (10)
-read: an idle flow that stopped committing dropped out of them, and when traffic came back each
-such flow found a gap once, rewound and waited for the listing to take it back (p99 at 200
-requests/s after 8 s of quiet: 95-259 ms against 63-87 ms with the listings following every
-group, ad hoc). Committing again keeps a live flow among them; only a stopped one drops out."""
-
 SNAPSHOTS_BEHIND = 2
 """A commit's resume offset is that of the snapshot this many before the newest: Bytewax resumes
 from the last snapshot every worker finished, which may be one before the newest."""
@@ -171,7 +163,6 @@ class _SharedConsumer:
         """The last commit sent per partition: the callback carries its offset, not always its
         metadata (tansu's answer has none)."""
         self._commit_at = 0.0
-        self._commit_all_at = 0.0
         self._idle_wait = idle_wait
         self.waited = False
         """Whether the last `take` waited in the consumer (`idle_wait`) for a message."""
@@ -234,16 +225,13 @@ class _SharedConsumer:
         self._commit()
 
     def _commit(self) -> None:
-        """Every `COMMIT_EVERY` seconds, commit each partition that moved (every partition
-        every `COMMIT_AGAIN_EVERY`): its position, and the offset a restart can no longer go
-        below as metadata (asynchronously: a failed commit is sent again)."""
+        """Every `COMMIT_EVERY` seconds, commit each partition that moved: its position, and
+        the offset a restart can no longer go below as metadata (asynchronously: a failed
+        commit is sent again)."""
         now = time.monotonic()
         if now < self._commit_at:
             return
         self._commit_at = now + COMMIT_EVERY
-        if now >= self._commit_all_at:
-            self._commit_all_at = now + COMMIT_AGAIN_EVERY
-            self._committed.clear()
         due = []
         for key, snapshots in self._snapshots.items():
             wanted = (self._offsets.expected(*key), f"{RESUME}{snapshots[0]}")

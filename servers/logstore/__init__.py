@@ -13,10 +13,11 @@ sorted in-memory index, and deletes each partition's oldest batches itself (`Sto
 by age and count, and, with `--keep-read`, every batch no consumer group reading the partition
 may read again (tansu writes their offsets into the same bucket; the flows name where a
 restart resumes in the commit's metadata, `resume=<offset>`); the count never removes what a
-group may still read. A partition's listings start where the slowest group that committed in
-the last `--listed-seconds` (10) reads next, so they stay as short as the slowest reader
-allows, and a stopped reader does not hold them back (a live flow commits every 3 s even while
-idle; a stopped one, back, commits again: `flows.kafka`).
+group may still read. A partition's listings start where the slowest group keeping up reads
+next (one that committed in the last `--listed-seconds`, 10, or whose next batch is younger),
+so they stay as short as the slowest reader allows, an idle reader at the end of the log stays
+in them, and one stopped while batches wait for it drops out (back, it commits again:
+`flows.kafka`).
 Investigation and measurements: tansu 0.6.0 (cf82d41), object_store 0.13.
 
 The server is Go (`main.go`, `store.go`, `s3.go` here; the standard library only), built by

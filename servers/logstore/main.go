@@ -69,8 +69,8 @@ func parse(args []string) (options, error) {
 		"what one may read again and list only what one has not read, and always the newest "+
 		"this many batches (-1: off)")
 	listed := flags.Float64("listed-seconds", 10, "with --keep-read, list a partition from where "+
-		"the groups that committed within this many seconds read (-1: every group); the flows "+
-		"commit every 3 s while idle")
+		"the groups that keep up read: that committed within this many seconds, or whose next "+
+		"batch is younger (-1: every group)")
 	if err := flags.Parse(args); err != nil {
 		return o, err
 	}

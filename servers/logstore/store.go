@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -629,9 +630,11 @@ type Retention struct {
 	// again after a restart and list only what one of them has not read yet, and always keep
 	// and list the newest this many batches.
 	KeepRead *int
-	// Listed: with KeepRead, the listings follow only the groups that committed within this
-	// long (when none did, the furthest one): a reader stopped for longer no longer lengthens
-	// every fetch, and when it is back it commits its position again (`flows.kafka`).
+	// Listed: with KeepRead, the listings follow only the groups that keep up: that committed
+	// within this long, or whose next batch is younger (when none does, the furthest one). A
+	// reader stopped while batches wait for it no longer lengthens every fetch once the oldest
+	// has waited this long, and when it is back it commits its position again (`flows.kafka`);
+	// an idle reader at the end of the log stays, however long ago it committed.
 	Listed *time.Duration
 }
 
@@ -644,7 +647,7 @@ type Retention struct {
 // and MaxBatches never deletes what one of them may still read: a reader stopped for longer
 // than MaxBatches batches take to come (seconds under load) loses nothing. Its listings, until
 // the next pass or a commit that goes back, show only what one of them has not read yet (its
-// committed offset; of those that committed within Listed), so a stopped reader lengthens them
+// committed offset; of those keeping up, see Listed), so a stopped reader lengthens them
 // only once it is back, until it has caught up; both always include its newest KeepRead
 // batches. tansu lists every listed batch on each fetch, so short listings keep fetches
 // cheap, and a restarted reader that commits its resume offset before it fetches has its
@@ -749,9 +752,11 @@ func minOf(values ...int) int {
 
 // readUpTo is, per `records/` prefix, what the groups that committed for it after horizonMs
 // (-1: any time) have read: the lowest resume offset (none of them reads a batch below it
-// again), and the lowest offset committed after listedMs (every batch below it has been read
-// by every group still reading); if none committed since, the highest offset (they are all idle
-// at the end of the log or stopped, and a stopped one commits again when it is back).
+// again), and the lowest offset of the groups keeping up (every batch below it has been read by
+// every group still reading): those that committed after listedMs, or whose next batch was
+// written after it (an idle group at the end of the log commits nothing, and has until listedMs
+// after traffic comes back to read again). If none keeps up, the highest offset (they are all
+// stopped, and a stopped one commits again when it is back).
 func (s *Store) readUpTo(name string, b *bucket, horizonMs, listedMs int64) map[string]groupsRead {
 	lowest, lowestListed, highest := map[string]groupsRead{}, map[string]int64{}, map[string]int64{}
 	for key := range b.commits {
@@ -787,7 +792,7 @@ func (s *Store) readUpTo(name string, b *bucket, horizonMs, listedMs int64) map[
 		if cached.read.offset > highest[records] {
 			highest[records] = cached.read.offset
 		}
-		if meta.ModifiedMs >= listedMs {
+		if meta.ModifiedMs >= listedMs || b.waitingSinceMs(records, cached.read.offset) >= listedMs {
 			if listed, ok := lowestListed[records]; !ok || cached.read.offset < listed {
 				lowestListed[records] = cached.read.offset
 			}
@@ -836,6 +841,19 @@ func (b *bucket) span(prefix string) (int, int) {
 	low := sort.SearchStrings(b.keys, prefix)
 	high := low + sort.SearchStrings(b.keys[low:], after(prefix))
 	return low, high
+}
+
+// waitingSinceMs is when the first batch at or after offset in a `records/` prefix was written
+// (math.MaxInt64 when there is none yet): how long a group reading from offset has left it.
+func (b *bucket) waitingSinceMs(records string, offset int64) int64 {
+	at := sort.SearchStrings(b.keys, records+fmt.Sprintf("%020d.batch", offset))
+	for ; at < len(b.keys) && strings.HasPrefix(b.keys[at], records); at++ {
+		key := b.keys[at]
+		if strings.HasSuffix(key, ".batch") && !strings.Contains(key[len(records):], "/") {
+			return b.meta[key].ModifiedMs
+		}
+	}
+	return math.MaxInt64
 }
 
 // mayExpire is a quick test, two binary searches, that rules out most partitions on most passes.

@@ -691,6 +691,37 @@ func TestAReaderFarBehindLosesNothingToTheBatchLimitNorSlowsTheListings(t *testi
 	}
 }
 
+func TestAnIdleReaderStaysListedUntilABatchHasWaitedForItTooLong(t *testing.T) {
+	c := newClock()
+	s := open(t, t.TempDir(), c)
+	for offset := 0; offset < 5; offset++ {
+		put(t, s, batch(0, offset), "x")
+	}
+	commit(t, s, "idle", 0, 5) // both at the end of the log, then a minute of quiet
+	commit(t, s, "live", 0, 5)
+	c.now = c.now.Add(time.Minute)
+	for offset := 5; offset < 10; offset++ { // traffic comes back
+		put(t, s, batch(0, offset), "x")
+	}
+	listed := 10 * time.Second
+	keep := Retention{KeepRead: ptr(1), Listed: &listed}
+	for _, step := range []struct {
+		wait  time.Duration
+		first string
+	}{
+		{0, batch(0, 5)},               // "idle" committed a minute ago, but 5 has just come
+		{9 * time.Second, batch(0, 5)}, // 5 has waited 9 s for it
+		{2 * time.Second, batch(0, 9)}, // 11 s: it no longer keeps up; as far as "live" reads
+	} {
+		c.now = c.now.Add(step.wait)
+		commit(t, s, "live", 0, 10)
+		expire(t, s, keep, expireLimit)
+		if got := keys(t, s, records(0)); got[0] != step.first {
+			t.Fatalf("after %v more, listed %v", step.wait, got)
+		}
+	}
+}
+
 func TestResumeOffset(t *testing.T) {
 	for _, c := range []struct {
 		metadata string

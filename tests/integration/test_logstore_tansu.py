@@ -7,7 +7,6 @@ lost acknowledged messages, and after a broker restart it handed out offsets fro
 
 from __future__ import annotations
 
-import email.utils
 import importlib.resources
 import itertools
 import json
@@ -408,39 +407,6 @@ def test_a_flow_commits_its_position_and_the_offset_two_snapshots_back(
         assert committed() == (30, "resume=5")
         part.snapshot()
         wait_until(lambda: committed_after_a_poll((30, "resume=30")), "the resume offset")
-    finally:
-        part.close()
-
-
-def test_an_idle_flow_commits_its_position_again(processes: Processes) -> None:
-    """The log store lists a partition from where the groups that committed lately read
-    (`--listed-seconds`): a flow with nothing to read commits its unchanged position again
-    every `COMMIT_AGAIN_EVERY` seconds, so it does not drop out of them while it is idle and
-    find a gap when traffic comes back."""
-    from flows import kafka
-
-    brokers = processes.start_broker()
-    create_topic(brokers, "events", partitions=1)
-    config = {"group.id": "driftline-test", "enable.auto.commit": False}
-    source = kafka.KafkaInput(brokers, ["events"], 100, config, probe_every=0.5, flow="test")
-    commit_key = "clusters/tansu_cluster/groups/consumers/driftline-test/offsets/events"
-    commit_url = f"http://127.0.0.1:{processes.store_port}/{BUCKET}/{commit_key}/partitions/"
-
-    def committed_at() -> float:
-        request = urllib.request.Request(commit_url + "0000000000.json", method="HEAD")
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            return email.utils.parsedate_to_datetime(answer.headers["Last-Modified"]).timestamp()
-
-    part = source.build_part("input", "0-events", None)  # commits where it starts, and waits
-    try:
-        first = committed_at()
-
-        def committed_again() -> bool:
-            assert part.next_batch() == []  # nothing to read, the position unchanged
-            time.sleep(0.05)
-            return committed_at() > first
-
-        wait_until(committed_again, "the unchanged position committed again")
     finally:
         part.close()
 
