@@ -165,7 +165,8 @@ class GatewaySettings(Group):
     )
     access_log: bool = setting(
         True,
-        "A log line per request (uvicorn's access log: ~5% of the gateway's CPU at full load).",
+        "A log line per request (uvicorn's access log: ~11% of the gateway's CPU at 1,250 "
+        "requests/s, py-spy).",
     )
     api_keys: str = setting(
         "",
