@@ -411,7 +411,9 @@ class _Reader:
 
         taken = [msg for msg in take_waiting(self._consumer, 500, wait) if msg.error() is None]
         if taken:
-            self._position = taken[-1].offset() + 1
+            last = taken[-1].offset()
+            assert last is not None  # a consumed message always has one
+            self._position = last + 1
         if time.monotonic() - self._committed > self.COMMIT_EVERY and self._position:
             offsets = [TopicPartition(self._topic, 0, self._position)]
             self._consumer.commit(offsets=offsets, asynchronous=True)

@@ -22,6 +22,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import duckdb
@@ -120,9 +121,7 @@ def main() -> None:
             replay = batch()
             lakehouse.write_rows(con, INFERENCES, replay)
             new = median_ms(lambda: lakehouse.write_rows(con, INFERENCES, batch()), args.repeat)
-            again = median_ms(
-                lambda replay=replay: lakehouse.write_rows(con, INFERENCES, replay), args.repeat
-            )
+            again = median_ms(partial(lakehouse.write_rows, con, INFERENCES, replay), args.repeat)
             old = median_ms(lambda: whole_table_anti_join(con, batch()), args.repeat)
             have += args.batch * (2 * args.repeat + 1)
             firsts.append(new)

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -89,7 +90,7 @@ def run(pid: int, base: str, seconds: float, clients: int) -> None:
     ]
     for size in (100, 1000):
         listing = f"{base}?list-type=2&prefix={RECORDS}&max-keys={size}"
-        rows.append((f"LIST {size:,} batches", lambda url=listing: hey(url, seconds, clients)))
+        rows.append((f"LIST {size:,} batches", partial(hey, listing, seconds, clients)))
     print(f"driftline log store, {clients} clients, {seconds:g} s a row (hey)")
     floor = None
     for label, load in rows:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from sklearn.pipeline import Pipeline
@@ -51,7 +52,7 @@ def main() -> None:
     data = sentiment_binary().sample(frac=1.0, random_state=0).reset_index(drop=True)
     texts, labels = data["text"].tolist(), data["label"].to_numpy()
     train, held_out = texts[: args.train], texts[args.train : args.train + 1000]
-    settings = {
+    settings: dict[str, dict[str, Any]] = {
         "logreg": {"features__ngram_range": (1, 2), "clf__C": 2.0},
         "xgboost": {"clf__max_depth": 8},
     }
