@@ -754,9 +754,9 @@ func minOf(values ...int) int {
 // (-1: any time) have read: the lowest resume offset (none of them reads a batch below it
 // again), and the lowest offset of the groups keeping up (every batch below it has been read by
 // every group still reading): those that committed after listedMs, or whose next batch was
-// written after it (an idle group at the end of the log commits nothing, and has until listedMs
-// after traffic comes back to read again). If none keeps up, the highest offset (they are all
-// stopped, and a stopped one commits again when it is back).
+// written after it (an idle group at the end of the log commits nothing; when traffic comes
+// back, it has Listed from the first new batch to read and commit again). If none keeps up,
+// the highest offset (they are all stopped, and a stopped one commits again when it is back).
 func (s *Store) readUpTo(name string, b *bucket, horizonMs, listedMs int64) map[string]groupsRead {
 	lowest, lowestListed, highest := map[string]groupsRead{}, map[string]int64{}, map[string]int64{}
 	for key := range b.commits {
