@@ -848,8 +848,7 @@ func (b *bucket) span(prefix string) (int, int) {
 func (b *bucket) waitingSinceMs(records string, offset int64) int64 {
 	at := sort.SearchStrings(b.keys, records+fmt.Sprintf("%020d.batch", offset))
 	for ; at < len(b.keys) && strings.HasPrefix(b.keys[at], records); at++ {
-		key := b.keys[at]
-		if strings.HasSuffix(key, ".batch") && !strings.Contains(key[len(records):], "/") {
+		if key := b.keys[at]; isBatchOf(records, key) {
 			return b.meta[key].ModifiedMs
 		}
 	}
@@ -878,11 +877,17 @@ func (b *bucket) batches(partition string) []Entry {
 	low, high := b.span(partition)
 	var found []Entry
 	for _, key := range b.keys[low:high] {
-		if strings.HasSuffix(key, ".batch") && !strings.Contains(key[len(partition):], "/") {
+		if isBatchOf(partition, key) {
 			found = append(found, Entry{key, b.meta[key]})
 		}
 	}
 	return found
+}
+
+// isBatchOf tells whether key, which starts with partition (a `.../records/` prefix), is a
+// batch directly under it.
+func isBatchOf(partition, key string) bool {
+	return strings.HasSuffix(key, ".batch") && !strings.Contains(key[len(partition):], "/")
 }
 
 // fullyRead is how many of the oldest batches lie wholly below offset readUpTo and beyond the
