@@ -272,7 +272,7 @@ func (s S3) list(bucket string, query url.Values) ([]string, error) {
 // them its CPU for a listing of 500 batches fell by about half (bench notes in the README).
 // HEAD and GET still answer the ETag.
 func contents(key string, meta Meta) string {
-	return "<Contents><Key>" + key + "</Key><LastModified>" + isoTime(meta.ModifiedMs) +
+	return "<Contents><Key>" + key + "</Key><LastModified>" + isoTime(meta.shownMs) +
 		"</LastModified><Size>" + strconv.FormatInt(meta.Size, 10) + "</Size></Contents>"
 }
 

@@ -219,6 +219,34 @@ func TestLastModifiedIncreasesWithEveryWrite(t *testing.T) {
 	}
 }
 
+// tansu takes a batch's offset first and writes it after, so a partition's batches can land
+// out of order; tansu's earliest offset is the batch a listing shows written first.
+func TestListingsShowAPartitionsBatchesWrittenInOffsetOrder(t *testing.T) {
+	root, c := t.TempDir(), newClock()
+	s := open(t, root, c)
+	second := put(t, s, batch(0, 2), "second").ModifiedMs
+	put(t, s, batch(1, 0), "another partition")
+	first := put(t, s, batch(0, 0), "first") // landed last
+	put(t, s, records(0)+"notes.txt", "not a batch")
+	third := put(t, s, batch(0, 5), "third").ModifiedMs
+	for _, store := range []*Store{s, open(t, root, c)} {
+		shown := map[string]int64{}
+		for _, entry := range must[Listing](t)(store.List("b", "", "", "", MaxKeys)).Contents {
+			shown[entry.Key] = entry.Meta.shownMs
+		}
+		want := map[string]int64{
+			batch(0, 0): second, batch(0, 2): second, batch(0, 5): third,
+			batch(1, 0): second + 1, records(0) + "notes.txt": first.ModifiedMs + 1,
+		}
+		if !reflect.DeepEqual(shown, want) {
+			t.Fatalf("listed as written at %v, want %v", shown, want)
+		}
+		if meta := must[Meta](t)(store.Head("b", batch(0, 0))); meta.ModifiedMs != first.ModifiedMs {
+			t.Fatalf("HEAD says %d, want %d: only listings change", meta.ModifiedMs, first.ModifiedMs)
+		}
+	}
+}
+
 func TestARestartRestoresEveryObject(t *testing.T) {
 	root, c := t.TempDir(), newClock()
 	s := open(t, root, c)

@@ -192,6 +192,34 @@ def test_acknowledged_messages_survive_kill_9_of_broker_and_store(processes: Pro
     assert set(counts) == acked
 
 
+def test_a_reader_from_the_beginning_starts_at_the_first_offset_whichever_batch_landed_first(
+    processes: Processes,
+) -> None:
+    """tansu takes a batch's offset, then writes it: concurrent producers' batches can land out
+    of offset order, and tansu's earliest offset is the batch a listing shows written first.
+    Writing batch 0 again, after batch 1, is such a late landing; the log store lists a
+    partition's batches as written in offset order, so a reader still starts at 0."""
+    brokers = processes.start_broker()
+    create_topic(brokers, "landed", partitions=1)
+    producer = Producer({"bootstrap.servers": brokers})
+    for value in (b"first", b"second"):
+        producer.produce("landed", value, partition=0)
+        assert producer.flush(30) == 0
+    key = "clusters/tansu_cluster/topics/landed/partitions/0000000000/records/"
+    url = f"http://127.0.0.1:{processes.store_port}/{BUCKET}/{key}{0:020d}.batch"
+    with urllib.request.urlopen(url) as answer:
+        body = answer.read()
+    urllib.request.urlopen(urllib.request.Request(url, data=body, method="PUT")).close()
+
+    config = {"bootstrap.servers": brokers, "group.id": "reader", "enable.auto.commit": False}
+    consumer = Consumer(config)
+    try:
+        assert consumer.get_watermark_offsets(TopicPartition("landed", 0), timeout=30)[0] == 0
+    finally:
+        consumer.close()
+    assert [m.value() for m in read_to_end(config, "landed")] == [b"first", b"second"]
+
+
 # Retention that follows the consumer groups (`--keep-read`, `flows.kafka` commits)
 
 
