@@ -124,6 +124,7 @@ class _SharedConsumer:
         idle_fetch_wait_ms: int = 0,
         take_every: float = 0.0,
         idle_wait: float = 0.0,
+        busy_slack_ms: float = 0.0,
     ) -> None:
         # A position below the log start (retention removed it) moves to the first message
         # there is, never to the end: nothing is skipped.
@@ -155,8 +156,8 @@ class _SharedConsumer:
         self._offsets = Contiguous(GAP_GRACE)
         self._pacing = Pacing(probe_every=probe_every)
         self._cadence = Cadence(take_every, busy_rate=batch_size)
-        self._idle_slack_ms = idle_slack_ms
-        self._slack_idle = False
+        self._slack_ms = {True: idle_slack_ms, False: busy_slack_ms}  # by idle or not
+        self._slack_idle: bool | None = None  # not set yet
         self._snapshots: dict[tuple[str, int], deque[int]] = {}
         self._committed: dict[tuple[str, int], tuple[int, str]] = {}
         self._sent: dict[tuple[str, int], tuple[int, str]] = {}
@@ -275,11 +276,11 @@ class _SharedConsumer:
         return self._pacing.idle()
 
     def _slacken(self) -> None:
-        """Let the worker thread (this one) wake up late while idle, on time while busy:
-        Bytewax's worker wakes every 1 ms either way (`flows.timerslack`)."""
+        """Give the worker thread (this one) its timer slack for idle or busy: Bytewax's worker
+        wakes every 1 ms either way (`flows.timerslack`)."""
         idle = self._pacing.idle()
         if idle != self._slack_idle:
-            set_timer_slack(self._idle_slack_ms if idle else 0)
+            set_timer_slack(self._slack_ms[idle])
             self._slack_idle = idle
 
     def _pace(self) -> None:
@@ -473,12 +474,14 @@ class KafkaInput(FixedPartitionedSource[Raw, int]):
         sleeps: tuple[float, ...] = IDLE_SLEEPS,
         take_every: float = 0.0,
         idle_wait: float = 0.0,
+        busy_slack_ms: float = 0.0,
     ) -> None:
         """`probe_every`: once idle, stop fetching and look for new messages this often
         (`Pacing`; 0: fetch all the time). `idle_slack_ms`: once idle, the worker may wake this
-        late (`flows.timerslack`). `flow`: the flow's name in its metrics. `idle_fetch_wait_ms`:
-        with `probe_every` 0, an idle source keeps fetching with this wait instead (fewer
-        fetches a second; the first message after a quiet spell may wait up to half of it).
+        late (`flows.timerslack`); `busy_slack_ms`: the same while messages come. `flow`: the
+        flow's name in its metrics. `idle_fetch_wait_ms`: with `probe_every` 0, an idle source
+        keeps fetching with this wait instead (fewer fetches a second; the first message after a
+        quiet spell may wait up to half of it).
         `sleeps`: how long a partition sleeps after empty polls (`IDLE_SLEEPS`). `take_every`:
         while messages trickle in, take them (and so fetch) at most this often (`Cadence`; 0:
         whenever a partition asks). `idle_wait`: once idle, a poll waits in the consumer up to
@@ -488,6 +491,7 @@ class KafkaInput(FixedPartitionedSource[Raw, int]):
         self._idle_wait = idle_wait
         self._take_every = take_every
         self._probe_every, self._idle_slack_ms = probe_every, idle_slack_ms
+        self._busy_slack_ms = busy_slack_ms
         self._idle_fetch_wait_ms = idle_fetch_wait_ms
         self.flow = flow
         self._brokers = brokers
@@ -519,6 +523,7 @@ class KafkaInput(FixedPartitionedSource[Raw, int]):
                     self._idle_fetch_wait_ms,
                     self._take_every,
                     self._idle_wait,
+                    self._busy_slack_ms,
                 )
             return self._consumers[key]
 

@@ -7,7 +7,10 @@ idle, 8% for the six flows of a stack (measured). The kernel may delay a sleepin
 by its *timer slack* (50 us by default) to coalesce wake-ups. The flows' Kafka source
 (`flows.kafka`) gives the worker thread a slack of `DRIFTLINE_FLOW_IDLE_TIMER_SLACK_MS` once
 nothing has come for a while, and takes it back at the first message: about `1000 / (1 +
-slack_ms)` wake-ups a second while idle (0.2% of a core at 50 ms), none added while busy.
+slack_ms)` wake-ups a second while idle (0.2% of a core at 50 ms). Busy, the flows off the
+request path keep `DRIFTLINE_FLOW_BUSY_TIMER_SLACK_MS`: between two takes of their paced
+consumer (every 0.2 s while messages trickle in) a worker woke a thousand times a second for
+nothing; the inference flow keeps the default.
 """
 
 from __future__ import annotations

@@ -68,7 +68,8 @@ def read(
     the source looks for new messages every `DRIFTLINE_FLOW_IDLE_PROBE_SECONDS`
     (`flows.fetching.Pacing`) and its worker may wake `DRIFTLINE_FLOW_IDLE_TIMER_SLACK_MS` late
     (`flows.timerslack`); busy, it may take messages only every
-    `DRIFTLINE_FLOW_TAKE_EVERY_SECONDS` (`flows.fetching.Cadence`). The request
+    `DRIFTLINE_FLOW_TAKE_EVERY_SECONDS` (`flows.fetching.Cadence`), and its worker may wake
+    `DRIFTLINE_FLOW_BUSY_TIMER_SLACK_MS` late when it has nothing to do. The request
     path has settings of its own, takes messages as they come, and polls a partition that found
     nothing again within 2 ms (`flows.kafka.REQUEST_PATH_SLEEPS`); idle, its worker waits for
     the next request in the consumer (`DRIFTLINE_FLOW_REQUEST_IDLE_WAIT_MS`)."""
@@ -77,10 +78,11 @@ def read(
     if on_request_path:
         probe_every, slack = flows.request_idle_probe_seconds, flows.request_idle_timer_slack_ms
         idle_fetch_wait, sleeps = flows.request_idle_fetch_wait_ms, REQUEST_PATH_SLEEPS
-        take_every = 0.0
+        take_every, busy_slack = 0.0, 0.0
     else:
         probe_every, slack = flows.idle_probe_seconds, flows.idle_timer_slack_ms
         idle_fetch_wait, sleeps, take_every = 0, IDLE_SLEEPS, flows.take_every_seconds
+        busy_slack = flows.busy_timer_slack_ms
     # A waiting worker of a cluster would hold up what the other workers route to it.
     alone = on_request_path and flows.processes == 1
     idle_wait = flows.request_idle_wait_ms / 1000 if alone else 0.0
@@ -97,6 +99,7 @@ def read(
         sleeps=sleeps,
         take_every=take_every,
         idle_wait=idle_wait,
+        busy_slack_ms=busy_slack,
     )
     return op.input(step_id, flow, source)
 

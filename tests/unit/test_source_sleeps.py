@@ -1,14 +1,19 @@
-"""How long a Kafka source partition sleeps after polls that found nothing (`flows.kafka`)."""
+"""How long a Kafka source partition sleeps after polls that found nothing, and how late its
+worker may wake (`flows.kafka`)."""
 
 from __future__ import annotations
 
+import ctypes
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from flows import kafka
-from flows.kafka import IDLE_SLEEPS, REQUEST_PATH_SLEEPS, KafkaInput, _Partition
+from flows.fetching import Pacing
+from flows.kafka import IDLE_SLEEPS, REQUEST_PATH_SLEEPS, KafkaInput, _Partition, _SharedConsumer
+from flows.timerslack import set_timer_slack
 
 
 class EmptyShared:
@@ -78,3 +83,34 @@ def test_a_partition_whose_poll_waited_in_the_consumer_asks_to_be_polled_again_a
     for _ in range(3):
         assert part.next_batch() == []
         assert part.next_awake() is None
+
+
+PR_GET_TIMERSLACK = 30  # linux/prctl.h
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux timer slack")
+def test_a_source_off_the_request_path_gives_its_worker_the_slack_for_busy_or_idle() -> None:
+    """Read back from the kernel: the calling thread's timer slack, busy and then idle."""
+    libc = ctypes.CDLL(None)
+    now = [0.0]
+    shared = _SharedConsumer(
+        {"bootstrap.servers": "127.0.0.1:1", "group.id": "g"},
+        10,
+        2.0,
+        200.0,
+        take_every=0.2,
+        busy_slack_ms=20.0,
+    )
+    shared._pacing = Pacing(idle_after=2.0, probe_every=2.0, clock=lambda: now[0])
+    seen = []
+    try:
+        for at in (0.0, 3.0, 3.5):  # busy, idle (2 s without a message), a message came
+            now[0] = at
+            if at == 3.5:
+                shared._pacing.woken()
+            shared._slacken()
+            seen.append(libc.prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0) / 1e6)
+    finally:
+        set_timer_slack(0)
+        shared.close()
+    assert seen == [20.0, 200.0, 20.0]
