@@ -290,7 +290,8 @@ class FlowSettings(Group):
         "How late a flow off the request path may wake up while messages come but it has "
         "nothing to do at the moment (it takes them every DRIFTLINE_FLOW_TAKE_EVERY_SECONDS "
         "while they trickle in): its output may come this much later. At 200 requests/s "
-        "these flows took ~10-13% of a core at 20 against ~22-26% at 0 (the default 50 us).",
+        "these flows took 16-22 points of a core at 20 against 23-27 at 0 (the default "
+        "50 us; bench.compare, two rounds).",
         ge=0,
         le=1000,
     )
