@@ -76,7 +76,11 @@ def read_later(settings: Settings, topics: list[str], group: str = "driftline-te
 def read_to_end(config: dict[str, Any], topic: str, timeout: float = 60.0) -> list[Message]:
     """Every message on `topic` up to its end when called, read from its start with a consumer
     of `config` (manual assignment). Reads up to the high watermarks, not up to a pause: a slow
-    fetch on a busy machine must not cut the newest messages off."""
+    fetch on a busy machine must not cut the newest messages off.
+
+    tansu's high watermark (ListOffsets, latest) is the first offset + 1 of a partition's last
+    batch, not the end of the log: the rest of that batch came in the same fetch as its first
+    message, so once that is read, what the consumer holds already is taken too."""
     consumer = Consumer(config)
     try:
         partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
@@ -96,6 +100,9 @@ def read_to_end(config: dict[str, Any], topic: str, timeout: float = 60.0) -> li
                 messages.append(msg)
                 if msg.offset() >= left.get(msg.partition(), 0) - 1:
                     left.pop(msg.partition(), None)
+        while held := consumer.consume(500, 0):
+            assert all(msg.error() is None for msg in held), [msg.error() for msg in held]
+            messages.extend(held)
         return messages
     finally:
         consumer.close()
