@@ -7,8 +7,8 @@ broker is down is dropped and the flow goes on. Here:
 - `KafkaInput` reads every partition a worker owns through one shared consumer (one fetch per
   broker round trip instead of one per partition), keeps each partition's offset as its
   recovery state, and tells Bytewax when to come back (`next_awake`) instead of spinning when
-  there is nothing to read. A source given `idle_wait` (the inference flow, run as one worker)
-  instead waits in the consumer while idle, so its worker sleeps until a request comes.
+  there is nothing to read. A source given `idle_wait` and `busy_wait` (the inference flow,
+  run as one worker) instead waits in the consumer, so its worker sleeps until a request comes.
 - Offsets must follow on: a message past the next expected offset is held back and the
   partition re-read from the expected one, for up to `GAP_GRACE` seconds
   (`flows.fetching.Contiguous`). tansu reserves a batch's offsets before it writes the batch,
@@ -125,6 +125,7 @@ class _SharedConsumer:
         take_every: float = 0.0,
         idle_wait: float = 0.0,
         busy_slack_ms: float = 0.0,
+        busy_wait: float = 0.0,
     ) -> None:
         # A position below the log start (retention removed it) moves to the first message
         # there is, never to the end: nothing is skipped.
@@ -164,7 +165,7 @@ class _SharedConsumer:
         """The last commit sent per partition: the callback carries its offset, not always its
         metadata (tansu's answer has none)."""
         self._commit_at = 0.0
-        self._idle_wait = idle_wait
+        self._waits = {True: idle_wait, False: busy_wait}  # by idle or not
         self.waited = False
         """Whether the last `take` waited in the consumer (`idle_wait`) for a message."""
 
@@ -342,9 +343,10 @@ class _SharedConsumer:
 
     def _fetch(self) -> None:
         rewound: set[tuple[str, int]] = set()
-        self.waited = self._idle_wait > 0 and self._active is not None and self._pacing.idle()
+        wait = self._waits[self._pacing.idle()]
+        self.waited = wait > 0 and self._active is not None
         if self.waited:
-            messages = take_waiting(self._polled, self._batch_size, self._idle_wait)
+            messages = take_waiting(self._polled, self._batch_size, wait)
         else:
             messages = self._polled.consume(self._batch_size, 0)
         self._pacing.received(len(messages))
@@ -475,6 +477,7 @@ class KafkaInput(FixedPartitionedSource[Raw, int]):
         take_every: float = 0.0,
         idle_wait: float = 0.0,
         busy_slack_ms: float = 0.0,
+        busy_wait: float = 0.0,
     ) -> None:
         """`probe_every`: once idle, stop fetching and look for new messages this often
         (`Pacing`; 0: fetch all the time). `idle_slack_ms`: once idle, the worker may wake this
@@ -486,9 +489,10 @@ class KafkaInput(FixedPartitionedSource[Raw, int]):
         while messages trickle in, take them (and so fetch) at most this often (`Cadence`; 0:
         whenever a partition asks). `idle_wait`: once idle, a poll waits in the consumer up to
         this many seconds for a message instead of returning at once, so the worker sleeps until
-        one comes (0: it polls and sleeps `sleeps`, waking up every few ms)."""
+        one comes (0: it polls and sleeps `sleeps`, waking up every few ms); `busy_wait`: the
+        same while messages come."""
         self.sleeps = sleeps
-        self._idle_wait = idle_wait
+        self._idle_wait, self._busy_wait = idle_wait, busy_wait
         self._take_every = take_every
         self._probe_every, self._idle_slack_ms = probe_every, idle_slack_ms
         self._busy_slack_ms = busy_slack_ms
@@ -524,6 +528,7 @@ class KafkaInput(FixedPartitionedSource[Raw, int]):
                     self._take_every,
                     self._idle_wait,
                     self._busy_slack_ms,
+                    self._busy_wait,
                 )
             return self._consumers[key]
 

@@ -70,9 +70,10 @@ def read(
     (`flows.timerslack`); busy, it may take messages only every
     `DRIFTLINE_FLOW_TAKE_EVERY_SECONDS` (`flows.fetching.Cadence`), and its worker may wake
     `DRIFTLINE_FLOW_BUSY_TIMER_SLACK_MS` late when it has nothing to do. The request
-    path has settings of its own, takes messages as they come, and polls a partition that found
-    nothing again within 2 ms (`flows.kafka.REQUEST_PATH_SLEEPS`); idle, its worker waits for
-    the next request in the consumer (`DRIFTLINE_FLOW_REQUEST_IDLE_WAIT_MS`)."""
+    path has settings of its own and takes messages as they come: run as one process, its worker
+    waits for the next request in the consumer (`DRIFTLINE_FLOW_REQUEST_BUSY_WAIT_MS`, idle
+    `DRIFTLINE_FLOW_REQUEST_IDLE_WAIT_MS`), else it polls a partition that found nothing again
+    within 2 ms (`flows.kafka.REQUEST_PATH_SLEEPS`)."""
     flows = settings.flows
     sleeps: tuple[float, ...]
     if on_request_path:
@@ -86,6 +87,7 @@ def read(
     # A waiting worker of a cluster would hold up what the other workers route to it.
     alone = on_request_path and flows.processes == 1
     idle_wait = flows.request_idle_wait_ms / 1000 if alone else 0.0
+    busy_wait = flows.request_busy_wait_ms / 1000 if alone else 0.0
     config = consumer_config(settings, "driftline-" + flow.flow_id, on_request_path=on_request_path)
     source = KafkaInput(
         settings.kafka.brokers,
@@ -100,6 +102,7 @@ def read(
         take_every=take_every,
         idle_wait=idle_wait,
         busy_slack_ms=busy_slack,
+        busy_wait=busy_wait,
     )
     return op.input(step_id, flow, source)
 

@@ -336,6 +336,15 @@ class FlowSettings(Group):
         ge=0,
         le=1000,
     )
+    request_busy_wait_ms: float = setting(
+        2.0,
+        "While requests come, the inference flow's worker waits for the next one in its "
+        "consumer up to this long at a time instead of sleeping 1-2 ms between polls: it wakes "
+        "when one comes (at 200/s, p50 a median 26 ms against 28 at 0; bench.compare, two "
+        "rounds). Only when the flow runs as one process (0: never).",
+        ge=0,
+        le=100,
+    )
     processes: int = setting(0, "Processes per flow, one Bytewax cluster (0: the profile's).", ge=0)
     port_base: int = setting(
         2101, "First port of the flows' cluster addresses (processes > 1).", ge=1024, le=65000

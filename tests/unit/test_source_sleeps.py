@@ -114,3 +114,37 @@ def test_a_source_off_the_request_path_gives_its_worker_the_slack_for_busy_or_id
         set_timer_slack(0)
         shared.close()
     assert seen == [20.0, 200.0, 20.0]
+
+
+@pytest.mark.parametrize(
+    ("idle", "busy_wait", "waited_for"),
+    [(False, 0.0, None), (False, 0.002, 0.002), (True, 0.0, 0.1), (True, 0.002, 0.1)],
+)
+def test_a_source_waits_in_its_consumer_as_long_as_it_was_given_for_idle_or_busy(
+    idle: bool, busy_wait: float, waited_for: float | None, monkeypatch: Any
+) -> None:
+    """`idle_wait` once idle, `busy_wait` while messages come; 0: a poll that returns at once."""
+    now = [0.0]
+    waits: list[float] = []
+
+    def take_waiting(consumer: Any, most: int, timeout: float) -> list[Any]:
+        waits.append(timeout)
+        return []
+
+    monkeypatch.setattr(kafka, "take_waiting", take_waiting)
+    shared = _SharedConsumer(
+        {"bootstrap.servers": "127.0.0.1:1", "group.id": "g"},
+        10,
+        0.0,
+        0.0,
+        idle_wait=0.1,
+        busy_wait=busy_wait,
+    )
+    shared._pacing = Pacing(idle_after=2.0, probe_every=0.0, clock=lambda: now[0])
+    now[0] = 3.0 if idle else 1.0
+    try:
+        shared._fetch()
+    finally:
+        shared.close()
+    assert shared.waited is (waited_for is not None)
+    assert waits == ([] if waited_for is None else [waited_for])
