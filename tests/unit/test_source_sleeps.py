@@ -85,6 +85,15 @@ def test_a_partition_whose_poll_waited_in_the_consumer_asks_to_be_polled_again_a
         assert part.next_awake() is None
 
 
+def clocked(clock: Any, probe_every: float, **options: Any) -> _SharedConsumer:
+    """A shared consumer (of no broker) idle after 2 s without a message by `clock`."""
+    shared = _SharedConsumer(
+        {"bootstrap.servers": "127.0.0.1:1", "group.id": "g"}, 10, probe_every, **options
+    )
+    shared._pacing = Pacing(idle_after=2.0, probe_every=probe_every, clock=clock)
+    return shared
+
+
 PR_GET_TIMERSLACK = 30  # linux/prctl.h
 
 
@@ -93,15 +102,9 @@ def test_a_source_off_the_request_path_gives_its_worker_the_slack_for_busy_or_id
     """Read back from the kernel: the calling thread's timer slack, busy and then idle."""
     libc = ctypes.CDLL(None)
     now = [0.0]
-    shared = _SharedConsumer(
-        {"bootstrap.servers": "127.0.0.1:1", "group.id": "g"},
-        10,
-        2.0,
-        200.0,
-        take_every=0.2,
-        busy_slack_ms=20.0,
+    shared = clocked(
+        lambda: now[0], probe_every=2.0, idle_slack_ms=200.0, take_every=0.2, busy_slack_ms=20.0
     )
-    shared._pacing = Pacing(idle_after=2.0, probe_every=2.0, clock=lambda: now[0])
     seen = []
     try:
         for at in (0.0, 3.0, 3.5):  # busy, idle (2 s without a message), a message came
@@ -132,15 +135,9 @@ def test_a_source_waits_in_its_consumer_as_long_as_it_was_given_for_idle_or_busy
         return []
 
     monkeypatch.setattr(kafka, "take_waiting", take_waiting)
-    shared = _SharedConsumer(
-        {"bootstrap.servers": "127.0.0.1:1", "group.id": "g"},
-        10,
-        0.0,
-        0.0,
-        idle_wait=0.1,
-        busy_wait=busy_wait,
+    shared = clocked(
+        lambda: now[0], probe_every=0.0, idle_slack_ms=0.0, idle_wait=0.1, busy_wait=busy_wait
     )
-    shared._pacing = Pacing(idle_after=2.0, probe_every=0.0, clock=lambda: now[0])
     now[0] = 3.0 if idle else 1.0
     try:
         shared._fetch()
