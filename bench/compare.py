@@ -5,10 +5,11 @@
 
 Each argument is one arm: `NAME=VALUE` settings joined by commas (`-` for the defaults). Every
 round starts a fresh stack per arm, in turn, and measures `--runs` Poisson loads at `--rate`
-requests/s (`wrk`, `bench/poisson.lua`), each with: p50 and p99, what the broker asked of its log
-store (requests and listings a second, objects a listing), and CPU per process; then 128
-clients closed loop. Runs of the same code differ a lot on this shared 2-core machine, so one
-arm's figures mean something only beside the other's from the same rounds.
+requests/s (`wrk`, `bench/poisson.lua`), each with: p50 and p99, the CPU time the hypervisor
+took from the machine meanwhile (steal), what the broker asked of its log store (requests and
+listings a second, objects a listing), and CPU per process; then 128 clients closed loop. Runs
+of the same code differ a lot on this shared 2-core machine (their p99 follows the steal), so
+one arm's figures mean something only beside the other's from the same rounds.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 from bench.e2e import TEXT, broker_cost
-from bench.harness import Stack, closed_loop, cpu_meanwhile, poisson, warm_up
+from bench.harness import Stack, closed_loop, cpu_meanwhile, poisson, stolen_meanwhile, warm_up
 
 SHOWN_PROCESSES = 4
 """Processes named in a row, the busiest first."""
@@ -52,14 +53,15 @@ def measure(label: str, env: dict[str, str], rate: float, seconds: float, runs: 
         processes = stack.processes()
         for run in range(runs):
             measured = cpu_meanwhile(processes, seconds * 0.8)
-            before = stack.logstore_counts()
+            before, stolen = stack.logstore_counts(), stolen_meanwhile()
             load = poisson(f"{url}/inference", rate, seconds, body, seed=run)
             cost = broker_cost(before, stack.logstore_counts(), seconds).strip()
             cpu = measured()
             busiest = sorted(cpu.items(), key=lambda kv: -kv[1])[:SHOWN_PROCESSES]
             top = ", ".join(f"{name} {100 * share:.0f}" for name, share in busiest)
             print(
-                f"{label} {rate:g}/s #{run}: p50 {load.p50_ms:5.1f} p99 {load.p99_ms:6.1f} ms | "
+                f"{label} {rate:g}/s #{run}: p50 {load.p50_ms:5.1f} p99 {load.p99_ms:6.1f} ms, "
+                f"steal {stolen():.1f}% | "
                 f"{cost} | CPU {100 * sum(cpu.values()):.0f}%: {top}",
                 flush=True,
             )

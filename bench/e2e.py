@@ -43,6 +43,7 @@ from bench.harness import (
     kafka_round_trip_ms,
     poisson,
     rss_per_process,
+    stolen_meanwhile,
     warm_up,
 )
 from driftline import settings
@@ -130,8 +131,9 @@ def run(stack: Stack, seconds: float) -> None:
     brokers = stack.env["DRIFTLINE_BROKERS"]
     kafka = kafka_round_trip_ms(brokers, fetch_wait)
     print(f"  bare Kafka round trip, one at a time  p50 {statistics.median(kafka):6.1f} ms")
+    stolen = stolen_meanwhile()
     relay = latencies(kafka_relay_ms(brokers, fetch_wait, RELAYED, seconds), seconds)
-    print(row(f"bare Kafka, two hops, {RELAYED}/s Poisson", relay))
+    print(row(f"bare Kafka, two hops, {RELAYED}/s Poisson", relay) + f"  steal {stolen():.1f}%")
 
     print("POST /inference, closed loop")
     for clients in (8, 32, 64, 128):
@@ -139,10 +141,10 @@ def run(stack: Stack, seconds: float) -> None:
         print(row(f"{clients} clients", load, floor))
     print("POST /inference, Poisson arrivals (wrk, 2 connections per request/s)")
     for rate in (100, RELAYED):
-        before = stack.logstore_counts()
+        before, stolen = stack.logstore_counts(), stolen_meanwhile()
         load = poisson(f"{url}/inference", rate, seconds, body)
         beside = f"  (p99 {load.p99_ms / relay.p99_ms:.1f}x two hops)" if rate == RELAYED else ""
-        print(row(f"{rate:,}/s offered", load) + beside)
+        print(row(f"{rate:,}/s offered", load) + f"  steal {stolen():.1f}%" + beside)
         print(broker_cost(before, stack.logstore_counts(), seconds))
     print("POST /inference, open loop (offered rate)")
     for rate in (100, 200, 500, 1000, 2000):

@@ -175,6 +175,36 @@ def cpu_meanwhile(processes: dict[str, int], seconds: float) -> Callable[[], dic
     return result
 
 
+STEAL = 7
+"""Index of `steal` among the machine's CPU times (user, nice, system, idle, iowait, irq,
+softirq, steal; guest time is counted in user and nice already)."""
+
+
+def machine_times() -> list[int]:
+    """The machine's CPU times so far, in ticks, from the first line of /proc/stat."""
+    with open("/proc/stat") as stat:
+        return [int(value) for value in stat.readline().split()[1 : STEAL + 2]]
+
+
+def steal_percent(before: list[int], after: list[int]) -> float:
+    """The share of the machine's CPU time between two readings of `machine_times` that its
+    hypervisor gave to other guests (`steal`), in percent.
+
+    >>> steal_percent([100, 0, 50, 800, 0, 0, 10, 40], [200, 0, 100, 1600, 0, 0, 20, 80])
+    4.0
+    """
+    spent = [b - a for a, b in zip(before, after, strict=True)]
+    return 100 * spent[STEAL] / max(sum(spent), 1)
+
+
+def stolen_meanwhile() -> Callable[[], float]:
+    """Start counting the CPU time the hypervisor takes from this machine; the function returned
+    gives its share since, in percent. On a shared host a run's tail latency follows it (README,
+    "Against issue 10"), so the benchmarks print it beside their latencies."""
+    before = machine_times()
+    return lambda: steal_percent(before, machine_times())
+
+
 def rss_per_process(processes: dict[str, int]) -> dict[str, float]:
     """Resident memory of each process, in MiB."""
     out = {}
