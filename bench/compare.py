@@ -20,7 +20,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from bench.e2e import TEXT, broker_cost
+from bench.e2e import TEXT, broker_cost, steal
 from bench.harness import Stack, closed_loop, cpu_meanwhile, poisson, stolen_meanwhile, warm_up
 
 SHOWN_PROCESSES = 4
@@ -61,7 +61,7 @@ def measure(label: str, env: dict[str, str], rate: float, seconds: float, runs: 
             top = ", ".join(f"{name} {100 * share:.0f}" for name, share in busiest)
             print(
                 f"{label} {rate:g}/s #{run}: p50 {load.p50_ms:5.1f} p99 {load.p99_ms:6.1f} ms, "
-                f"steal {stolen():.1f}% | "
+                f"{steal(stolen()).strip()} | "
                 f"{cost} | CPU {100 * sum(cpu.values()):.0f}%: {top}",
                 flush=True,
             )

@@ -33,8 +33,10 @@ import uuid
 from pathlib import Path
 
 from bench.harness import (
+    STEAL_WINDOW,
     Load,
     Stack,
+    Stolen,
     closed_loop,
     cpu_meanwhile,
     cpu_per_process,
@@ -67,6 +69,15 @@ def row(label: str, load: Load, floor: Load | None = None) -> str:
         f"  {label:<34} {load.rps:8,.0f} req/s  p50 {load.p50_ms:6.1f} ms  "
         f"p99 {load.p99_ms:7.1f} ms{ratio}{failed}"
     )
+
+
+def steal(stolen: Stolen) -> str:
+    """What the hypervisor took meanwhile, as a row's suffix.
+
+    >>> steal(Stolen(percent=0.4, worst_ms=60.0))
+    '  steal 0.4%, at most 60 ms in 0.1 s'
+    """
+    return f"  steal {stolen.percent:.1f}%, at most {stolen.worst_ms:.0f} ms in {STEAL_WINDOW:g} s"
 
 
 def per_process(title: str, values: dict[str, float], unit: str, scale: float = 1.0) -> None:
@@ -133,7 +144,7 @@ def run(stack: Stack, seconds: float) -> None:
     print(f"  bare Kafka round trip, one at a time  p50 {statistics.median(kafka):6.1f} ms")
     stolen = stolen_meanwhile()
     relay = latencies(kafka_relay_ms(brokers, fetch_wait, RELAYED, seconds), seconds)
-    print(row(f"bare Kafka, two hops, {RELAYED}/s Poisson", relay) + f"  steal {stolen():.1f}%")
+    print(row(f"bare Kafka, two hops, {RELAYED}/s Poisson", relay) + steal(stolen()))
 
     print("POST /inference, closed loop")
     for clients in (8, 32, 64, 128):
@@ -144,7 +155,7 @@ def run(stack: Stack, seconds: float) -> None:
         before, stolen = stack.logstore_counts(), stolen_meanwhile()
         load = poisson(f"{url}/inference", rate, seconds, body)
         beside = f"  (p99 {load.p99_ms / relay.p99_ms:.1f}x two hops)" if rate == RELAYED else ""
-        print(row(f"{rate:,}/s offered", load) + f"  steal {stolen():.1f}%" + beside)
+        print(row(f"{rate:,}/s offered", load) + steal(stolen()) + beside)
         print(broker_cost(before, stack.logstore_counts(), seconds))
     print("POST /inference, open loop (offered rate)")
     for rate in (100, 200, 500, 1000, 2000):

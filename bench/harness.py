@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -197,12 +198,44 @@ def steal_percent(before: list[int], after: list[int]) -> float:
     return 100 * spent[STEAL] / max(sum(spent), 1)
 
 
-def stolen_meanwhile() -> Callable[[], float]:
-    """Start counting the CPU time the hypervisor takes from this machine; the function returned
-    gives its share since, in percent. On a shared host a run's tail latency follows it (README,
-    "Against issue 10"), so the benchmarks print it beside their latencies."""
-    before = machine_times()
-    return lambda: steal_percent(before, machine_times())
+@dataclass
+class Stolen:
+    """What the hypervisor took from the machine over a measurement."""
+
+    percent: float
+    """Its share of the machine's CPU time (`steal_percent`)."""
+    worst_ms: float
+    """The most it took within one `STEAL_WINDOW`, summed over the CPUs: a short burst is a
+    stall of every process, which an average over a run hides."""
+
+
+STEAL_WINDOW = 0.1
+"""Seconds between two readings of the steal counter while a load runs."""
+
+
+def stolen_meanwhile() -> Callable[[], Stolen]:
+    """Start counting the CPU time the hypervisor takes from this machine, on a thread of its
+    own; the function returned stops and gives it. On a shared host a run's tail latency
+    follows it (README, "Against issue 10"), so the benchmarks print it beside their latencies."""
+    readings = [machine_times()]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(STEAL_WINDOW):
+            readings.append(machine_times())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+
+    def result() -> Stolen:
+        stop.set()
+        sampler.join()
+        readings.append(machine_times())
+        bursts = [b[STEAL] - a[STEAL] for a, b in pairwise(readings)]
+        worst = 1000 * max(bursts, default=0) / TICKS
+        return Stolen(steal_percent(readings[0], readings[-1]), worst)
+
+    return result
 
 
 def rss_per_process(processes: dict[str, int]) -> dict[str, float]:
