@@ -8,8 +8,8 @@ round starts a fresh stack per arm, in turn, and measures `--runs` Poisson loads
 requests/s (`wrk`, `bench/poisson.lua`), each with: p50 and p99, the CPU time the hypervisor
 took from the machine meanwhile (steal), what the broker asked of its log store (requests and
 listings a second, objects a listing), and CPU per process; then 128 clients closed loop. Runs
-of the same code differ a lot on this shared 2-core machine (their p99 follows the steal), so
-one arm's figures mean something only beside the other's from the same rounds.
+of the same code differ a lot on this shared 2-core machine (their p99 goes with the steal, in
+part), so one arm's figures mean something only beside the other's from the same rounds.
 """
 
 from __future__ import annotations

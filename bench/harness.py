@@ -215,8 +215,8 @@ STEAL_WINDOW = 0.1
 
 def stolen_meanwhile() -> Callable[[], Stolen]:
     """Start counting the CPU time the hypervisor takes from this machine, on a thread of its
-    own; the function returned stops and gives it. On a shared host a run's tail latency
-    follows it (README, "Against issue 10"), so the benchmarks print it beside their latencies."""
+    own; the function returned stops and gives it. On a shared host a run's tail latency goes
+    with it, in part (README, "Against issue 10"), so the benchmarks print it beside latencies."""
     readings = [machine_times()]
     stop = threading.Event()
 

@@ -167,7 +167,7 @@ class _SharedConsumer:
         self._commit_at = 0.0
         self._waits = {True: idle_wait, False: busy_wait}  # by idle or not
         self.waited = False
-        """Whether the last `take` waited in the consumer (`idle_wait`) for a message."""
+        """Whether the last `take` waited in the consumer (`idle_wait`, `busy_wait`) for one."""
 
     def add(self, topic: str, partition: int, offset: int) -> None:
         self._switch(self._consumer)  # a new partition: read everything from here on
