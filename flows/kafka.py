@@ -492,15 +492,20 @@ class KafkaInput(FixedPartitionedSource[Raw, int]):
         one comes (0: it polls and sleeps `sleeps`, waking up every few ms); `busy_wait`: the
         same while messages come."""
         self.sleeps = sleeps
-        self._idle_wait, self._busy_wait = idle_wait, busy_wait
-        self._take_every = take_every
-        self._probe_every, self._idle_slack_ms = probe_every, idle_slack_ms
-        self._busy_slack_ms = busy_slack_ms
-        self._idle_fetch_wait_ms = idle_fetch_wait_ms
+        self._options: dict[str, Any] = {
+            "batch_size": batch_size,
+            "probe_every": probe_every,
+            "idle_slack_ms": idle_slack_ms,
+            "idle_fetch_wait_ms": idle_fetch_wait_ms,
+            "take_every": take_every,
+            "idle_wait": idle_wait,
+            "busy_slack_ms": busy_slack_ms,
+            "busy_wait": busy_wait,
+        }
+        """What each worker's `_SharedConsumer` is made with, beside its config."""
         self.flow = flow
         self._brokers = brokers
         self._topics = list(topics)
-        self._batch_size = batch_size
         self._config = config
         self._consumers: dict[tuple[str, int], _SharedConsumer] = {}
         self._lock = threading.Lock()
@@ -519,17 +524,7 @@ class KafkaInput(FixedPartitionedSource[Raw, int]):
         with self._lock:
             if key not in self._consumers:
                 config = {"bootstrap.servers": self._brokers} | self._config
-                self._consumers[key] = _SharedConsumer(
-                    config,
-                    self._batch_size,
-                    self._probe_every,
-                    self._idle_slack_ms,
-                    self._idle_fetch_wait_ms,
-                    self._take_every,
-                    self._idle_wait,
-                    self._busy_slack_ms,
-                    self._busy_wait,
-                )
+                self._consumers[key] = _SharedConsumer(config, **self._options)
             return self._consumers[key]
 
     def release(self, key: tuple[str, int], topic: str, partition: int) -> None:
