@@ -702,7 +702,7 @@ func TestAReaderFarBehindLosesNothingToTheBatchLimitNorSlowsTheListings(t *testi
 	if got := keys(t, s, records(0)); !reflect.DeepEqual(got, []string{batch(0, 9)}) {
 		t.Fatalf("listed %v", got) // as far as "live" reads
 	}
-	c.now = c.now.Add(30 * time.Second) // nobody commits: listed from the furthest reader
+	c.now = c.now.Add(30 * time.Second) // nobody commits: listed as a partition nobody reads
 	if expire(t, s, keep, expireLimit); !reflect.DeepEqual(keys(t, s, records(0)), []string{batch(0, 9)}) {
 		t.Fatalf("listed %v", keys(t, s, records(0)))
 	}
@@ -716,6 +716,32 @@ func TestAReaderFarBehindLosesNothingToTheBatchLimitNorSlowsTheListings(t *testi
 	commitWith(t, s, "stopped", 0, 10, "resume=9") // caught up
 	if n := expire(t, s, keep, expireLimit); n != 7 {
 		t.Fatalf("deleted %d", n)
+	}
+}
+
+func TestAPartitionEveryGroupStoppedReadingIsListedAsOneNobodyReads(t *testing.T) {
+	c := newClock()
+	s := open(t, t.TempDir(), c)
+	for offset := 0; offset < 10; offset++ {
+		put(t, s, batch(0, offset), "x")
+	}
+	listed := 10 * time.Second
+	keep := Retention{KeepRead: ptr(2), Listed: &listed}
+	commitWith(t, s, "a", 0, 4, "resume=3")
+	commitWith(t, s, "b", 0, 6, "resume=6")
+	c.now = c.now.Add(30 * time.Second) // both stopped while batches wait for them
+	for offset := 10; offset < 20; offset++ {
+		put(t, s, batch(0, offset), "x")
+	}
+	if n := expire(t, s, keep, expireLimit); n != 3 { // 0-2: "a" may read 3 again
+		t.Fatalf("deleted %d", n)
+	}
+	if got := keys(t, s, records(0)); !reflect.DeepEqual(got, []string{batch(0, 18), batch(0, 19)}) {
+		t.Fatalf("listed %v", got) // not from 6, growing with every batch
+	}
+	commitWith(t, s, "a", 0, 4, "resume=3") // back: it finds a gap and commits again
+	if got := keys(t, s, records(0)); len(got) != 16 || got[0] != batch(0, 4) {
+		t.Fatalf("listed %v", got)
 	}
 }
 
