@@ -57,7 +57,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
-from broker.clients import take_waiting
+from broker.clients import client_config, take_waiting
 from driftline.clock import utc_now
 from flows.fetching import GAP_GRACE, Cadence, Contiguous, Pacing
 from flows.metrics import CONSUMER_LAG, LAST_MESSAGE, MESSAGES_IN, MESSAGES_OUT
@@ -329,7 +329,7 @@ class _SharedConsumer:
         partition cost twice as much, measured). An unanswered look counts as grown, so nothing
         waits on a failed probe."""
         if self._admin is None:
-            self._admin = AdminClient({"bootstrap.servers": self._brokers})
+            self._admin = AdminClient(client_config(self._brokers))
         wanted = {TopicPartition(*key): OffsetSpec.latest() for key in self._queues}
         try:
             answers = self._admin.list_offsets(wanted, request_timeout=PROBE_TIMEOUT)
@@ -511,7 +511,7 @@ class KafkaInput(FixedPartitionedSource[Raw, int]):
         self._lock = threading.Lock()
 
     def list_parts(self) -> list[str]:
-        admin = AdminClient({"bootstrap.servers": self._brokers})
+        admin = AdminClient(client_config(self._brokers))
         found = admin.list_topics(timeout=30).topics
         parts = []
         for topic in self._topics:
@@ -523,7 +523,7 @@ class KafkaInput(FixedPartitionedSource[Raw, int]):
     def shared(self, key: tuple[str, int]) -> _SharedConsumer:
         with self._lock:
             if key not in self._consumers:
-                config = {"bootstrap.servers": self._brokers} | self._config
+                config = client_config(self._brokers) | self._config
                 self._consumers[key] = _SharedConsumer(config, **self._options)
             return self._consumers[key]
 
