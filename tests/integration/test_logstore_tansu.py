@@ -313,12 +313,15 @@ while True:
 """
 
 
-def test_a_flow_stopped_for_long_loses_nothing_and_holds_no_listing_back(tmp_path: Path) -> None:
+@pytest.mark.parametrize("live_reader", [True, False], ids=["beside a live reader", "alone"])
+def test_a_flow_stopped_for_long_loses_nothing_and_holds_no_listing_back(
+    tmp_path: Path, live_reader: bool
+) -> None:
     """A flow stopped (`SIGSTOP`) for longer than the batch limit's worth of messages keeps
     every one it has not read: the limit yields to what a group may still read. Meanwhile the
-    listings follow only the groups that go on committing, so their fetches stay cheap; back,
-    the flow finds a gap, commits its position again, which lists its messages again, and
-    takes them all in order."""
+    listings follow only the groups that go on committing, or, with none, show the partition
+    as one nobody reads (its newest batches), so fetches stay cheap; back, the flow finds a gap,
+    commits its position again, which lists its messages again, and takes them all in order."""
     options = ("--max-batches", "5", "--keep-read", "3", "--listed-seconds", "1")
     running = Processes(tmp_path, options)
     flow = None
@@ -348,10 +351,11 @@ def test_a_flow_stopped_for_long_loses_nothing_and_holds_no_listing_back(tmp_pat
         send(range(10, 50))  # eight times the batch limit
 
         def listed_past_the_stop() -> bool:
-            commit(brokers, "live", "events", 50)  # a reader that goes on committing
+            if live_reader:
+                commit(brokers, "live", "events", 50)  # a reader that goes on committing
             return first_offset(brokers, "events") == 47
 
-        wait_until(listed_past_the_stop, "listed from where the live reader is")
+        wait_until(listed_past_the_stop, "listed from the newest 3, past the stopped flow")
         flow.send_signal(signal.SIGCONT)
         wait_until(lambda: len(lines) >= 51, "every message after the stop")
         time.sleep(1.0)  # anything taken twice would show up by now
