@@ -141,12 +141,15 @@ def cpu_seconds(pid: int) -> float:
     return _cpu_ticks(pid) / TICKS
 
 
-def _cpu_ticks(pid: int) -> int:
+def _cpu_ticks(pid: int, waited_children: bool = False) -> int:
+    """User + system ticks of a process (0 once it is gone), with `waited_children` also
+    those of the children it has waited for."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0
-    return int(fields[11]) + int(fields[12])
+    own = int(fields[11]) + int(fields[12])
+    return own + int(fields[13]) + int(fields[14]) if waited_children else own
 
 
 def cpu_per_process(processes: dict[str, int], seconds: float) -> dict[str, float]:
@@ -394,12 +397,7 @@ def _tree_ticks(pid: int) -> int:
     """CPU ticks of a process and all its children, those it has waited for included: the
     monitor copies each new model version out of MLflow in a child (`models.fetch`) and works
     on it once the child is done, so while the child works the monitor itself looks quiet."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0
-    waited = int(fields[13]) + int(fields[14])
-    return _cpu_ticks(pid) + waited + sum(_tree_ticks(child) for child in children(pid))
+    return _cpu_ticks(pid, waited_children=True) + sum(map(_tree_ticks, children(pid)))
 
 
 def kafka_relay_ms(
