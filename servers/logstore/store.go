@@ -798,8 +798,8 @@ func minOf(values ...int) int {
 // Listed from the furthest of the stopped groups, its listings grew with every batch and
 // readers that commit nothing (the gateway, kcat) paid for them: the gateway's fetches of
 // results listed ~900 objects each, 10 s after every flow reading them stopped, and of 200
-// requests/s offered 24-87 were answered. A stopped group that comes back commits its position again
-// when it finds a gap, and its batches are listed again at once (readBack).
+// requests/s offered 24-87 were answered. A stopped group that comes back commits its
+// position again when it finds a gap, and its batches are listed again at once (readBack).
 func (s *Store) readUpTo(name string, b *bucket, horizonMs, listedMs int64) map[string]groupsRead {
 	lowest, lowestListed := map[string]groupsRead{}, map[string]int64{}
 	for key := range b.commits {
