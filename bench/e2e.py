@@ -3,7 +3,7 @@
     .venv/bin/python bench/e2e.py [--seconds 15] [--profile embedded]
 
 Starts `driftline up` in a temporary folder on free ports (two TF-IDF models), then prints:
-1. idle: CPU and RSS per process with no traffic;
+1. idle: CPU and RSS per process with no traffic, and the stack's PSS;
 2. floors, measured in the same run: `GET /health` (the gateway's HTTP alone), closed loop; a
    bare Kafka produce -> consume round trip on the same broker; and the request path's two
    broker hops alone at 200/s (`bench.harness.kafka_relay_ms`), which the 200/s Poisson row's
@@ -15,7 +15,7 @@ Starts `driftline up` in a temporary folder on free ports (two TF-IDF models), t
    what the broker asked of its log store meanwhile (requests, listings and their length);
 5. `POST /inferences` (100 texts a call), closed loop: texts/s, and how long the lake writer
    takes after the last answer to hold every text;
-6. CPU and RSS per process under the closed loop.
+6. CPU and RSS per process (and PSS) under the batch load.
 Load comes from Debian's `wrk` (closed loop, Poisson arrivals) and `hey` (fixed offered rates,
 which `wrk` cannot pace). Figures are from a shared 2-core machine: compare within a run.
 """
@@ -44,6 +44,7 @@ from bench.harness import (
     kafka_relay_ms,
     kafka_round_trip_ms,
     poisson,
+    pss_total,
     rss_per_process,
     stolen_meanwhile,
     warm_up,
@@ -85,6 +86,12 @@ def per_process(title: str, values: dict[str, float], unit: str, scale: float = 
     total = sum(v * scale for v in values.values())
     print(f"{title}: total {total:,.1f} {unit}")
     print("  " + ", ".join(f"{k} {v:,.1f}" for k, v in shown.items()))
+
+
+def memory(title: str, processes: dict[str, int]) -> None:
+    """RSS per process (what issue 10 counts), then the stack's PSS: its shared libraries once."""
+    per_process(f"{title}, MiB", rss_per_process(processes), "MiB")
+    print(f"  PSS (each shared page split among its processes): {pss_total(processes):,.1f} MiB")
 
 
 def broker_cost(before: dict[str, float], after: dict[str, float], seconds: float) -> str:
@@ -133,7 +140,7 @@ def run(stack: Stack, seconds: float) -> None:
     warm_up(stack, body)
     processes = stack.processes()
     per_process("idle CPU, % of a core (20 s)", cpu_per_process(processes, 20), "%", 100)
-    per_process("idle RSS, MiB", rss_per_process(processes), "MiB")
+    memory("idle RSS", processes)
 
     print("floors")
     floor = closed_loop(f"{url}/health", seconds, 32)
@@ -179,7 +186,7 @@ def run(stack: Stack, seconds: float) -> None:
         f"{time.monotonic() - answered:.1f} s after the last answer"
     )
     per_process("CPU under the batch load, % of a core", cpu(), "%", 100)
-    per_process("RSS under load, MiB", rss_per_process(processes), "MiB")
+    memory("RSS under load", processes)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@
 
 `Stack` runs `driftline up` in a temporary folder on free ports; Debian's `wrk` and `hey` drive
 it (compiled, so the client does not eat the measurement on 2 cores; `wrk` the closed loop and
-Poisson arrivals, `hey` a fixed offered rate); `cpu_per_process` and `rss_per_process` read
-/proc for every process the supervisor runs.
+Poisson arrivals, `hey` a fixed offered rate); `cpu_per_process`, `rss_per_process` and `pss_total`
+read /proc for every process the supervisor runs.
 """
 
 from __future__ import annotations
@@ -252,6 +252,25 @@ def rss_per_process(processes: dict[str, int]) -> dict[str, float]:
         found = re.search(r"VmRSS:\s+(\d+) kB", status)
         out[name] = int(found.group(1)) / 1024 if found else 0.0
     return out
+
+
+def pss_total(processes: dict[str, int]) -> float:
+    """What the processes hold together, in MiB: their proportional set sizes, each shared page
+    (a library every flow maps) split among the processes that map it.
+
+    RSS counts such a page once per process, and how much of a library stays mapped depends on
+    the page cache: in the first stack after `make install` (the libraries just written) the
+    idle stack's file-backed RSS was 587 MiB, against 434 in a stack started later on the same
+    machine (anonymous memory 518 against 528; total RSS 1,105 against 962 MiB; ad hoc)."""
+    total = 0
+    for pid in processes.values():
+        try:
+            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        except OSError:
+            continue
+        found = re.search(r"^Pss:\s+(\d+) kB", rollup, re.MULTILINE)
+        total += int(found.group(1)) if found else 0
+    return total / 1024
 
 
 @dataclass(frozen=True)
