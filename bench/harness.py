@@ -241,16 +241,24 @@ def stolen_meanwhile() -> Callable[[], Stolen]:
     return result
 
 
+def _proc_kib(pid: int, file: str, field: str) -> int | None:
+    """The `field:  N kB` of /proc/<pid>/<file>: None if the process is gone, 0 without that line
+    (a zombie has no memory lines)."""
+    try:
+        text = Path(f"/proc/{pid}/{file}").read_text()
+    except OSError:
+        return None
+    found = re.search(rf"^{field}:\s+(\d+) kB", text, re.MULTILINE)
+    return int(found.group(1)) if found else 0
+
+
 def rss_per_process(processes: dict[str, int]) -> dict[str, float]:
     """Resident memory of each process, in MiB."""
     out = {}
     for name, pid in processes.items():
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            continue
-        found = re.search(r"VmRSS:\s+(\d+) kB", status)
-        out[name] = int(found.group(1)) / 1024 if found else 0.0
+        kib = _proc_kib(pid, "status", "VmRSS")
+        if kib is not None:
+            out[name] = kib / 1024
     return out
 
 
@@ -258,18 +266,13 @@ def pss_total(processes: dict[str, int]) -> float:
     """What the processes hold together, in MiB: their proportional set sizes, each shared page
     (a library every flow maps) split among the processes that map it.
 
-    RSS counts such a page once per process, and how much of a library stays mapped depends on
-    the page cache: in the first stack after `make install` (the libraries just written) the
-    idle stack's file-backed RSS was 587 MiB, against 434 in a stack started later on the same
-    machine (anonymous memory 518 against 528; total RSS 1,105 against 962 MiB; ad hoc)."""
-    total = 0
-    for pid in processes.values():
-        try:
-            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
-        except OSError:
-            continue
-        found = re.search(r"^Pss:\s+(\d+) kB", rollup, re.MULTILINE)
-        total += int(found.group(1)) if found else 0
+    RSS counts such a page once per process, and its file-backed part varied between stacks of
+    the same code: in the first stack after `make install` the idle stack's file-backed RSS was
+    587 MiB, against 434 in a stack started later on the same machine (anonymous memory 518
+    against 528; total RSS 1,105 against 962 MiB; ad hoc). Freshly written libraries in the page
+    cache are a plausible cause, not a proven one."""
+    found = (_proc_kib(pid, "smaps_rollup", "Pss") for pid in processes.values())
+    total = sum(kib for kib in found if kib is not None)
     return total / 1024
 
 
